@@ -27,10 +27,23 @@ PERSON_FORMAT = 1
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
+REPO_CALIBRATION = Path(__file__).resolve().parent.parent / "calibration"
+
+
 def calibration_root() -> Path:
     """Where persons live: $AVATAR_CAM_HOME/calibration, else ./calibration."""
     home = os.environ.get("AVATAR_CAM_HOME")
     return (Path(home) if home else Path.cwd()) / "calibration"
+
+
+def find_root(name: str) -> Path:
+    """The calibration folder holding ``name``: the user's, else the source checkout's
+    (where the shipped demo identity lives), else the user's (for a clear error)."""
+    root = calibration_root()
+    if not (root / name / "person.json").is_file() and "AVATAR_CAM_HOME" not in os.environ \
+            and (REPO_CALIBRATION / name / "person.json").is_file():
+        return REPO_CALIBRATION
+    return root
 
 
 def check_name(name: str) -> str:
@@ -77,6 +90,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def load_person(name: str, root: Path | None = None) -> Person:
+    root = root or find_root(check_name(name))
     folder = person_dir(name, root)
     if not (folder / "person.json").is_file():
         known = ", ".join(list_persons(root)) or "none"

@@ -1,0 +1,1 @@
+"""Enrollment: turn photos (and, later, clips) of a person into calibration/<name>/."""

@@ -1,0 +1,206 @@
+"""Command line: `avatar-cam demo | run | calibrate | devices`.
+
+Turns arguments into options and stages; the only place that sets up logging. A user
+error ends in one line naming the problem and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("avatar_cam")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size {text} out of range (even, 16..7680 x 16..4320)")
+    return w, h
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _fps(text: str) -> float:
+    value = float(text)
+    if not 1 <= value <= 120:
+        raise argparse.ArgumentTypeError(f"fps must be in 1..120, got {value}")
+    return value
+
+
+def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
+    p.add_argument("--sink", default=default_sink,
+                   help="virtualcam[:BACKEND] | window | file:PATH.mp4 | null "
+                        f"(default {default_sink})")
+    p.add_argument("--fps", type=_fps, default=30.0, help="output frames per second (30)")
+    p.add_argument("--frames", type=_positive_int, help="stop after N output frames")
+    p.add_argument("--size", type=_size, default=(1280, 720), help="output size (1280x720)")
+    p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo")
+    p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
+                   help="face render resolution (384)")
+    p.add_argument("--renderer", choices=("warp",), default="warp",
+                   help="warp: piecewise-affine warp of the enrollment photo")
+    p.add_argument("--stats-json", type=Path, help="write run statistics as JSON here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avatar-cam",
+        description="Real-time personalized avatar: webcam -> landmarks -> your face "
+                    "-> virtual camera.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="render the shipped demo identity, no webcam needed")
+    _add_output_args(demo, default_sink="null")
+    demo.add_argument("--out", type=Path, help="write the video here (same as --sink file:OUT)")
+    demo.add_argument("--person", default="demo", help="enrolled person to show (demo)")
+    demo.add_argument("--no-track", action="store_true",
+                      help="drive from the script's landmarks instead of tracking its frames")
+
+    run = sub.add_parser("run", help="drive an enrolled person from a webcam or a video")
+    run.add_argument("--person", required=True, help="name given to `avatar-cam calibrate`")
+    src = run.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", help="webcam index (0) or device path (/dev/video0)")
+    src.add_argument("--video", type=Path, help="drive from a video file instead")
+    run.add_argument("--loop", action="store_true", help="loop the video")
+    run.add_argument("--fast", action="store_true",
+                     help="read the video as fast as possible instead of in real time")
+    _add_output_args(run, default_sink="virtualcam")
+
+    cal = sub.add_parser("calibrate", help="enroll a person from photos")
+    cal.add_argument("name", help="the person's name (letters, digits, _ - .)")
+    cal.add_argument("--images", type=Path, nargs="+", required=True, metavar="PHOTO")
+
+    sub.add_parser("devices", help="list cameras and virtual-camera backends")
+    return parser
+
+
+def _progress(total: int | None, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", leave=True, file=sys.stderr,
+                disable=None)  # None: only on a terminal
+
+
+def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> int:
+    from . import live
+    from .person import load_person
+
+    person = load_person(person_name)
+    sink = args.sink
+    if getattr(args, "out", None) is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        sink = f"file:{args.out}"
+    opts = live.LiveOptions(out_size=args.size, fps=args.fps, resolution=args.resolution,
+                            background=args.background, frames=args.frames,
+                            track=not getattr(args, "no_track", False),
+                            renderer=args.renderer)
+    if source_kind == "demo":
+        source: Any = live.demo_source(person, args.fps, args.frames, realtime=True)
+    else:
+        source = live.open_source(args.camera, args.video, args.fps, args.loop,
+                                  realtime=not args.fast, size=(1280, 720))
+    bar = _progress(args.frames, f"{person_name} -> {sink}")
+    last_log = [time.monotonic()]
+
+    def on_frame(_frame: object) -> None:
+        bar.update(1)
+        if time.monotonic() - last_log[0] > 5 and bar.disable:
+            last_log[0] = time.monotonic()
+            log.info("%d frames sent", pipeline.stats.frames)
+
+    try:
+        pipeline = live.build_pipeline(person, source, sink, opts, on_frame=on_frame)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        stats = pipeline.run()
+    finally:
+        bar.close()
+        live.close_all(pipeline)
+    summary = stats.summary()
+    summary.update(person=person_name, sink=sink, renderer=opts.renderer,
+                   resolution=opts.resolution, tracked=opts.track)
+    log.info("%d frames at %.1f fps, latency p50 %.0f ms / p95 %.0f ms, %d dropped, "
+             "%d without a face", summary["frames"], summary["fps"],
+             summary["latency_ms"]["p50"], summary["latency_ms"]["p95"],
+             summary["dropped"], summary["no_face"])
+    if args.stats_json is not None:
+        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+        args.stats_json.write_text(json.dumps(summary, indent=2) + "\n")
+    if sink.startswith("file:"):
+        log.info("wrote %s", sink[5:])
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate.ingest import enroll_photos
+    from .person import save_person
+    from .tracking import MediaPipeTracker
+
+    with MediaPipeTracker(static=True, smoothing=None) as tracker:
+        person = enroll_photos(args.name, args.images, tracker.track)
+    folder = save_person(person)
+    log.info("enrolled %s from %s into %s", args.name, person.meta["warp_source"], folder)
+    return 0
+
+
+def _devices(_args: argparse.Namespace) -> int:
+    from .capture import list_cameras
+    from .sinks import virtualcam_status
+
+    cams = list_cameras()
+    print("cameras:")
+    for cam in cams:
+        print("  " + ", ".join(f"{k}={v}" for k, v in cam.items()))
+    if not cams:
+        print("  none found (a webcam shows up as /dev/video* on Linux)")
+    print("virtual camera:")
+    for line in virtualcam_status():
+        print("  " + line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="avatar-cam: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .errors import AvatarCamError
+
+    try:
+        if args.command == "demo":
+            return _run_live(args, args.person, "demo")
+        if args.command == "run":
+            return _run_live(args, args.person, "run")
+        if args.command == "calibrate":
+            return _calibrate(args)
+        return _devices(args)
+    except AvatarCamError as exc:
+        print(f"avatar-cam: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("avatar-cam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

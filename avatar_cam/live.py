@@ -1,0 +1,87 @@
+"""Turn run options into wired stages: the one place that knows which classes to build.
+
+The CLI, the benchmarks and the tests all build pipelines through here, so what they
+measure is what users run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .capture import SyntheticSource, VideoFileSource, WebcamSource
+from .compose import Compositor, make_layout
+from .drive import Adapter
+from .person import Person
+from .pipeline import Pipeline
+from .render.warp import WarpRenderer
+from .sinks import open_sink
+from .types import AvatarFrame, Landmarks
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Everything a live run needs besides the person; defaults are the product's."""
+
+    out_size: tuple[int, int] = (1280, 720)  # the virtual camera's frame
+    fps: float = 30.0
+    resolution: int = 384  # face crop render size; upscaled into the output frame
+    background: str = "photo"  # photo | blur | plain
+    frames: int | None = None  # stop after this many output frames
+    pace: bool = True  # send at most fps frames a second
+    track: bool = True  # False: drive from a synthetic source's ground truth
+    renderer: str = "warp"
+
+
+def demo_source(person: Person, fps: float, frames: int | None, realtime: bool,
+                size: int = 384) -> SyntheticSource:
+    """The synthetic driver playing the motion script on the person's own face."""
+    scale = size / person.crop_size
+    neutral = (person.neutral * scale).astype(np.float32)
+    warp = WarpRenderer(person.crop, person.neutral, resolution=size)
+
+    def render(points: np.ndarray) -> np.ndarray:
+        return warp.render(Landmarks(0, 0, points, (size, size)))
+
+    return SyntheticSource(neutral, (size, size), fps=fps, render=render, realtime=realtime,
+                           frames=None if frames is None else frames + int(fps))
+
+
+def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,
+                realtime: bool, size: tuple[int, int]) -> WebcamSource | VideoFileSource:
+    if video is not None:
+        return VideoFileSource(video, realtime=realtime, loop=loop)
+    if camera is None:
+        raise ValueError("give a camera or a video")
+    device: int | str = int(camera) if camera.isdigit() else camera
+    return WebcamSource(device, width=size[0], height=size[1], fps=fps)
+
+
+def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOptions,
+                   on_frame: Callable[[AvatarFrame], None] | None = None) -> Pipeline:
+    """Wire every stage for ``person``; the caller runs it (and it closes nothing itself)."""
+    from .tracking import MediaPipeTracker
+
+    tracker = MediaPipeTracker() if opts.track else None
+    adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
+    renderer = WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
+    layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
+                         opts.out_size, opts.background)
+    compositor = Compositor(layout)
+    sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
+    return Pipeline(source, tracker, adapter, renderer, compositor, sink,  # type: ignore[arg-type]
+                    fps=opts.fps, frames=opts.frames, pace=opts.pace, on_frame=on_frame)
+
+
+def close_all(pipeline: Pipeline) -> None:
+    """Close every stage of a pipeline, the sink and the source last-in first-out."""
+    for stage in (pipeline.sink, pipeline.compositor, pipeline.renderer, pipeline.adapter,
+                  pipeline.tracker, pipeline.source):
+        if stage is not None:
+            # closing must reach every stage even if one fails
+            with contextlib.suppress(Exception):
+                stage.close()

@@ -1,0 +1,295 @@
+"""The live pipeline: the only place that owns threads and wires the stages.
+
+    capture thread:  source.read()                          -> [mailbox] ->
+    drive thread:    tracker.track() + adapter.drive()      -> [mailbox] ->
+    render thread:   renderer.render() + compositor.compose() -> [mailbox] ->
+    caller's thread: pacing at the target fps, sink.send()
+
+Every hand-off is a one-slot mailbox that keeps only the newest item: a slow stage
+makes the pipeline drop frames (counted), never queue them, so latency stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from .types import AvatarFrame, Frame, Landmarks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SourceEndedError(Exception):
+    """Raised by a finite source's read() at its end (capture.SourceEnded is one)."""
+
+
+class Mailbox(Generic[T]):
+    """A one-slot, latest-value hand-off between two threads."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+        self.overwritten = 0  # items replaced before anyone took them: dropped frames
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.overwritten += 1
+            self._item = item
+            self._cond.notify()
+
+    def take(self, timeout: float) -> T | None:
+        """The newest item, waiting up to ``timeout`` s; None on timeout or when closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Source(Protocol):
+    fps: float
+
+    def read(self) -> Frame: ...
+    def close(self) -> None: ...
+
+
+class _Tracker(Protocol):
+    def track(self, frame: Frame) -> Landmarks | None: ...
+    def close(self) -> None: ...
+
+
+class _Adapter(Protocol):
+    def drive(self, lm: Landmarks | None, seq: int, t_capture_ns: int) -> Landmarks: ...
+    def close(self) -> None: ...
+
+
+class _Renderer(Protocol):
+    def render(self, lm: Landmarks) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class _Compositor(Protocol):
+    def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
+                face_found: bool = True) -> AvatarFrame: ...
+    def close(self) -> None: ...
+
+
+class _Sink(Protocol):
+    def send(self, frame: AvatarFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Driven:
+    lm: Landmarks
+    face_found: bool
+    timings: dict[str, float]
+
+
+@dataclass
+class Stats:
+    """Counters and timings of one run; ``summary()`` is what --stats-json writes."""
+
+    captured: int = 0
+    frames: int = 0
+    no_face: int = 0
+    placeholders: int = 0
+    dropped: int = 0
+    elapsed_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_timings(self, timings: dict[str, float]) -> None:
+        for name, ms in timings.items():
+            self.stages.setdefault(name, []).append(ms)
+
+    def summary(self) -> dict[str, Any]:
+        def pct(values: list[float], q: float) -> float:
+            return round(float(np.percentile(values, q)), 3) if values else 0.0
+
+        return {
+            "fps": round(self.frames / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0,
+            "frames": self.frames,
+            "captured": self.captured,
+            "dropped": self.dropped,
+            "no_face": self.no_face,
+            "placeholders": self.placeholders,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "latency_ms": {"p50": pct(self.latencies_ms, 50), "p95": pct(self.latencies_ms, 95)},
+            "stages": {name: {"p50_ms": pct(v, 50), "p95_ms": pct(v, 95)}
+                       for name, v in sorted(self.stages.items())},
+            **self.extra,
+        }
+
+
+class Pipeline:
+    """Wire source -> tracker -> adapter -> renderer -> compositor -> sink.
+
+    ``tracker=None`` drives from the source's ground-truth landmarks (synthetic source).
+    ``pace=True`` sends at most ``fps`` frames per second; ``frames`` stops after that
+    many frames reached the sink. ``on_frame`` is called after each send (progress).
+    """
+
+    def __init__(self, source: _Source, tracker: _Tracker | None, adapter: _Adapter,
+                 renderer: _Renderer, compositor: _Compositor, sink: _Sink, *,
+                 fps: float = 30.0, frames: int | None = None, pace: bool = True,
+                 on_frame: Callable[[AvatarFrame], None] | None = None) -> None:
+        if fps <= 0 or fps > 240:
+            raise ValueError(f"fps must be in (0, 240], got {fps}")
+        self.source, self.tracker, self.adapter = source, tracker, adapter
+        self.renderer, self.compositor, self.sink = renderer, compositor, sink
+        self.fps, self.max_frames, self.pace, self.on_frame = fps, frames, pace, on_frame
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._source_done = threading.Event()
+        self._errors: list[BaseException] = []
+        self._captured: Mailbox[Frame] = Mailbox()
+        self._driven: Mailbox[_Driven] = Mailbox()
+        self._out: Mailbox[AvatarFrame] = Mailbox()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- worker threads ---------------------------------------------------------------
+
+    def _guard(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # surfaced in run(): a worker must not die silently
+                log.debug("%s thread failed", name, exc_info=True)
+                self._errors.append(exc)
+                self._stop.set()
+        return run
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read()
+            except SourceEndedError:
+                break
+            except Exception as exc:
+                if type(exc).__name__ == "SourceEnded":
+                    break
+                raise
+            self.stats.captured += 1
+            if frame.placeholder:
+                self.stats.placeholders += 1
+            self._captured.put(frame)
+        self._source_done.set()
+
+    def _drive_loop(self) -> None:
+        while not self._stop.is_set():
+            frame = self._captured.take(0.05)
+            if frame is None:
+                if self._source_done.is_set() and not self._captured_pending():
+                    break
+                continue
+            timings: dict[str, float] = {}
+            lm: Landmarks | None
+            if frame.placeholder:
+                lm = None
+            elif self.tracker is None:
+                if frame.truth is None:
+                    raise ValueError("a source without ground truth needs a tracker")
+                h, w = frame.image.shape[:2]
+                lm = Landmarks(frame.seq, frame.t_capture_ns, frame.truth, (w, h))
+            else:
+                lm = self.tracker.track(frame)
+                if lm is not None:
+                    timings.update(lm.timings)
+            found = lm is not None
+            if not found and not frame.placeholder:
+                self.stats.no_face += 1
+            t0 = time.perf_counter()
+            driven = self.adapter.drive(lm, frame.seq, frame.t_capture_ns)
+            timings["drive"] = (time.perf_counter() - t0) * 1e3
+            self._driven.put(_Driven(driven, found, timings))
+        self._driven.close()
+
+    def _captured_pending(self) -> bool:
+        return self._captured._item is not None
+
+    def _render_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._driven.take(0.05)
+            if item is None:
+                if self._driven._closed and self._driven._item is None:
+                    break
+                continue
+            t0 = time.perf_counter()
+            face = self.renderer.render(item.lm)
+            t1 = time.perf_counter()
+            out = self.compositor.compose(face, item.lm.seq, item.lm.t_capture_ns,
+                                          item.face_found)
+            out.timings = {**item.timings, "render": (t1 - t0) * 1e3,
+                           "compose": (time.perf_counter() - t1) * 1e3}
+            self._out.put(out)
+        self._out.close()
+
+    # -- the caller's thread: pacing and the sink ---------------------------------------
+
+    def run(self) -> Stats:
+        """Run until the source ends, ``frames`` were sent, stop() or Ctrl-C; then clean up."""
+        threads = [threading.Thread(target=self._guard(n, f), name=f"avatar-{n}", daemon=True)
+                   for n, f in (("capture", self._capture_loop), ("drive", self._drive_loop),
+                                ("render", self._render_loop))]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        period = 1.0 / self.fps
+        next_send = start
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                    break
+                frame = self._out.take(0.05)
+                if frame is None:
+                    if self._out._closed and self._out._item is None:
+                        break
+                    continue
+                if self.pace:
+                    delay = next_send - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    # Never bank more than one period of slack: a stall must not cause a burst.
+                    next_send = max(next_send + period, time.perf_counter())
+                t0 = time.perf_counter()
+                self.sink.send(frame)
+                sent_ns = time.monotonic_ns()
+                frame.timings["sink"] = (time.perf_counter() - t0) * 1e3
+                self.stats.frames += 1
+                self.stats.latencies_ms.append((sent_ns - frame.t_capture_ns) / 1e6)
+                self.stats.add_timings(frame.timings)
+                if self.on_frame is not None:
+                    self.on_frame(frame)
+        except KeyboardInterrupt:
+            log.info("interrupted: shutting down")
+        finally:
+            self._stop.set()
+            self._captured.close()
+            self._driven.close()
+            self._out.close()
+            for t in threads:
+                t.join(timeout=5.0)
+            self.stats.elapsed_s = time.perf_counter() - start
+            self.stats.dropped = (self._captured.overwritten + self._driven.overwritten
+                                  + self._out.overwritten)
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
