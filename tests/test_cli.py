@@ -1,0 +1,109 @@
+"""The CLI end to end: enrollment, a short run, and every bad input a user can cause
+(one clear line naming the problem and the fix, exit status 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar_cam.cli import main
+
+
+def _cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"AVATAR_CAM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "avatar_cam.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def _one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("avatar-cam: error:")]
+    assert len(errors) == 1, proc.stderr
+    for w in words:
+        assert w in errors[0], errors[0]
+
+
+def test_calibrate_stores_person(tmp_path: Path, astronaut_png: Path) -> None:
+    proc = _cli(["calibrate", "alice", "--images", str(astronaut_png)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "calibration" / "alice"
+    meta = json.loads((folder / "person.json").read_text())
+    assert meta["name"] == "alice" and meta["crop_size"] == 512
+    neutral = np.load(folder / "neutral.npy")
+    assert neutral.shape == (478, 3)
+    assert cv2.imread(str(folder / "crop.png")).shape == (512, 512, 3)
+
+
+def test_photo_without_face(tmp_path: Path) -> None:
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    proc = _cli(["calibrate", "wall", "--images", str(blank)], tmp_path)
+    _one_clear_line(proc, "no face found", "wall.png", "front-facing photo")
+    assert not (tmp_path / "calibration" / "wall").exists()
+
+
+def test_unreadable_photo(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(bad)], tmp_path),
+                    "notes.jpg", "not a readable image")
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(tmp_path / "nope.jpg")], tmp_path),
+                    "does not exist")
+
+
+def test_unknown_person(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    proc = _cli(["run", "--person", "ghost", "--video", str(video), "--sink", "null"], tmp_path)
+    _one_clear_line(proc, "unknown person 'ghost'", "avatar-cam calibrate ghost")
+
+
+def test_missing_camera(env_home: Path) -> None:
+    proc = _cli(["run", "--person", "astro", "--camera", "/dev/video-none", "--sink", "null",
+                 "--frames", "3"], env_home)
+    _one_clear_line(proc, "camera", "/dev/video-none")
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty"])
+def test_bad_video(env_home: Path, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "clip.mp4"
+    if kind == "text":
+        path.write_text("this is not a video\n" * 100)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    proc = _cli(["run", "--person", "astro", "--video", str(path), "--sink", "null"], env_home)
+    _one_clear_line(proc, "clip.mp4")
+
+
+def test_bad_sink_spec(env_home: Path, tmp_path: Path) -> None:
+    proc = _cli(["demo", "--person", "astro", "--sink", "printer", "--frames", "2"], env_home)
+    _one_clear_line(proc, "printer")
+
+
+def test_demo_writes_video_stats_and_preview(env_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo.mp4"
+    stats = tmp_path / "stats.json"
+    code = main(["demo", "--person", "astro", "--frames", "20", "--out", str(out),
+                 "--stats-json", str(stats), "--size", "640x360"])
+    assert code == 0
+    cap = cv2.VideoCapture(str(out))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frame.shape == (360, 640, 3) and n == 20
+    s = json.loads(stats.read_text())
+    for key in ("fps", "frames", "dropped", "no_face"):
+        assert key in s
+    assert s["frames"] == 20
+    assert set(s["latency_ms"]) == {"p50", "p95"}
+    assert {"track", "drive", "render", "compose", "sink"} <= set(s["stages"])
+    assert all(set(v) == {"p50_ms", "p95_ms"} for v in s["stages"].values())
+    preview = cv2.imread(str(out.with_suffix(".png")))
+    assert preview is not None and preview.shape[0] > 100
