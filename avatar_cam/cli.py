@@ -14,7 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import AvatarFrame
 
 log = logging.getLogger("avatar_cam")
 
@@ -118,8 +121,10 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
                                   realtime=not args.fast, size=(1280, 720))
     bar = _progress(args.frames, f"{person_name} -> {sink}")
     last_log = [time.monotonic()]
+    sheet = _ContactSheet(args.frames or 300, args.fps)
 
-    def on_frame(_frame: object) -> None:
+    def on_frame(frame: AvatarFrame) -> None:
+        sheet.offer(frame)
         bar.update(1)
         if time.monotonic() - last_log[0] > 5 and bar.disable:
             last_log[0] = time.monotonic()
@@ -146,8 +151,39 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
         args.stats_json.write_text(json.dumps(summary, indent=2) + "\n")
     if sink.startswith("file:"):
-        log.info("wrote %s", sink[5:])
+        preview = Path(sink[5:]).with_suffix(".png")
+        if sheet.write(preview):
+            log.info("wrote %s and the contact sheet %s", sink[5:], preview)
     return 0
+
+
+class _ContactSheet:
+    """Six frames spread over the run, tiled 3x2: a picture to look at after a run."""
+
+    def __init__(self, frames: int, fps: float, tiles: int = 6) -> None:
+        step = max(1, frames // tiles)
+        self.wanted = {step // 2 + i * step for i in range(tiles)}
+        self.images: list[Any] = []
+        self.count = 0
+
+    def offer(self, frame: AvatarFrame) -> None:
+        if self.count in self.wanted:
+            import cv2
+
+            h, w = frame.image.shape[:2]
+            self.images.append(cv2.resize(frame.image, (w * 360 // h, 360)))
+        self.count += 1
+
+    def write(self, path: Path) -> bool:
+        import cv2
+        import numpy as np
+
+        if not self.images:
+            return False
+        blank = np.zeros_like(self.images[0])
+        tiles = self.images + [blank] * (-len(self.images) % 3)
+        rows = [np.hstack(tiles[i:i + 3]) for i in range(0, len(tiles), 3)]
+        return bool(cv2.imwrite(str(path), np.vstack(rows)))
 
 
 def _calibrate(args: argparse.Namespace) -> int:

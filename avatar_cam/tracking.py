@@ -64,6 +64,8 @@ class OneEuroFilter:
     most one frame, then the least error while moving. The trade-off: min_cutoff 0.5 to
     4 Hz moves still jitter from 0.08 to 0.12 px; beta 0.1 instead of 0.3 doubles the lag
     (19-40 ms), beta 1.0 brings the lag to 3-10 ms but still jitter to 0.11 px (51%).
+    beta is per pixel: on a face twice that size the same motion is twice the px/s, so
+    the cutoff opens sooner (less lag, a little more jitter while moving).
 
     Timestamps are seconds and should increase. A sample whose timestamp does not
     advance (equal, or a clock going backwards) is filtered with the last good step

@@ -66,7 +66,7 @@ def measure_jitter(n_frames: int = 60, seed: int = 0) -> tuple[np.ndarray, float
     with MediaPipeTracker(smoothing=None) as tracker:
         for i in range(n_frames):
             dx, dy = rng.uniform(-0.3, 0.3, size=2)
-            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            m = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
             moved = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REFLECT)
             noisy = np.clip(moved + rng.normal(0, 2.0, moved.shape), 0, 255).astype(np.uint8)
@@ -93,8 +93,7 @@ def trajectory(base: np.ndarray, jitter: float, seed: int = 1) -> tuple[np.ndarr
     moving = (t >= STILL_S).astype(np.float64)
     iod = mesh.inter_ocular(base)
     centre = base[list(mesh.RIGID)].mean(axis=0)
-    lower = np.zeros(len(base), dtype=bool)
-    lower[[i for i in range(len(base)) if base[i, 1] > base[mesh.LOWER_LIP_INNER_MID, 1] - 1]] = True
+    lower = base[:, 1] > base[mesh.LOWER_LIP_INNER_MID, 1] - 1  # the jaw: lower lip down
     chin_gap = base[mesh.CHIN, 1] - base[mesh.LOWER_LIP_INNER_MID, 1]
     truth = np.empty((len(t), *base.shape))
     for k in range(len(t)):

@@ -1,0 +1,298 @@
+"""Landmark adaptation: the driver's head pose and expression, on the avatar's own face.
+
+Feeding a person's model with someone else's landmarks renders that someone's face
+shape (the identity-preservation problem of few-shot talking heads). So the driver's
+landmarks are split, relative to the DRIVER'S neutral face, into
+
+- pose: a 3D similarity (s, R, t) fitted on the rigid points (``mesh.RIGID``), and
+- expression: what remains once the pose is undone, a per-point displacement,
+
+and both are re-applied to the AVATAR'S neutral face: the expression rescaled to the
+avatar's proportions, then the relative rotation and scale about the avatar's face
+centre and the translation in avatar pixels. Everything is orthographic, in pixels.
+
+Expression rescaling, per axis: both neutrals are first aligned by a similarity (so
+head tilt between them does not mix axes), then x displacements are scaled by the
+ratio of face widths and y by the ratio of face heights (face oval extents), z by their
+geometric mean. A driver with a wider face thus moves the avatar's mouth corners in
+proportion to the avatar's narrower face, not by the driver's pixels.
+
+The driver's neutral is learned from the first ``neutral_seconds`` of face frames: each
+frame is pose-normalized onto the first, the per-coordinate median of those shapes is
+the neutral shape, placed at the median position and scale and mean rotation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from types import TracebackType
+
+import numpy as np
+
+from . import mesh
+from .types import N_LANDMARKS, Landmarks, check_points
+
+_RIGID = list(mesh.RIGID)
+_OVAL = list(mesh.FACE_OVAL[:-1])
+_MAX_NEUTRAL_FRAMES = 300  # 10 s at 30 fps; bounds the buffers whatever the timestamps
+_AXIS_RATIO_LIMITS = (0.5, 2.0)  # a wilder per-axis ratio means a bad neutral, not a face
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity with ``dst ~ s * src @ R.T + t`` (Umeyama 1991).
+
+    src, dst: (N, D) corresponding points. Returns s > 0, R (D, D) a proper rotation
+    (det +1, never a reflection) and t (D,). Raises ValueError on degenerate input.
+    """
+    a = np.asarray(src, dtype=np.float64)
+    b = np.asarray(dst, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] < a.shape[1]:
+        raise ValueError(f"need two (N, D) point sets with N >= D, got {a.shape}, {b.shape}")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    xa, xb = a - mu_a, b - mu_b
+    var_a = float((xa**2).sum()) / len(a)
+    if not (math.isfinite(var_a) and var_a > 1e-12) or not np.isfinite(xb).all():
+        raise ValueError("degenerate point set: the source points coincide or are not finite")
+    u, sv, vt = np.linalg.svd(xb.T @ xa / len(a))
+    d = np.ones(a.shape[1])
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    r = (u * d) @ vt
+    s = float((sv * d).sum()) / var_a
+    if not s > 1e-9:
+        raise ValueError("degenerate fit: the destination points coincide")
+    return s, r, mu_b - s * r @ mu_a
+
+
+def apply_similarity(points: np.ndarray, s: float, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``s * points @ R.T + t``."""
+    return np.asarray(s * (points @ r.T) + t, dtype=np.float64)
+
+
+def invert_similarity(points: np.ndarray, s: float, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Undo :func:`apply_similarity`: ``(points - t) @ R / s``."""
+    return np.asarray((points - t) @ r / s, dtype=np.float64)
+
+
+def mean_rotation(rotations: np.ndarray) -> np.ndarray:
+    """Chordal L2 mean of (K, 3, 3) rotations: the rotation nearest their average matrix."""
+    u, _, vt = np.linalg.svd(np.mean(rotations, axis=0))
+    d = np.ones(u.shape[0])
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    return np.asarray((u * d) @ vt)
+
+
+def smoothstep(x: float) -> float:
+    """0 below 0, 1 above 1, 3x^2 - 2x^3 between (zero slope at both ends)."""
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def face_size(points: np.ndarray) -> tuple[float, float]:
+    """Width and height of the face oval of (478, 3) points, in their units and axes."""
+    oval = np.asarray(points, dtype=np.float64)[_OVAL]
+    return float(np.ptp(oval[:, 0])), float(np.ptp(oval[:, 1]))
+
+
+def face_centre(points: np.ndarray) -> np.ndarray:
+    """The centroid of the rigid points: the pivot for rotations and the head position."""
+    return np.asarray(np.asarray(points, dtype=np.float64)[_RIGID].mean(axis=0))
+
+
+class Adapter:
+    """Drives the avatar's neutral face with the driver's head pose and expression.
+
+    avatar_neutral: (478, 3) landmarks of the avatar's neutral face in its crop pixels.
+    avatar_size: (width, height) of that crop; the output Landmarks carry it.
+    neutral_seconds: how long (from the first face) the driver's neutral is learned.
+    hold_s, ease_s: on face loss, keep the last output for ``hold_s``, then ease to the
+      avatar's neutral over ``ease_s``.
+    ease_in_s: when the face comes back (or the neutral is reset), blend from what was
+      shown to the new target over this long instead of jumping.
+    """
+
+    def __init__(
+        self,
+        avatar_neutral: np.ndarray,
+        avatar_size: tuple[int, int],
+        *,
+        neutral_seconds: float = 2.0,
+        hold_s: float = 1.0,
+        ease_s: float = 0.5,
+        ease_in_s: float = 0.15,
+    ) -> None:
+        neutral = np.array(avatar_neutral, dtype=np.float32)
+        check_points(neutral)
+        if len(avatar_size) != 2 or not all(int(v) == v and v > 0 for v in avatar_size):
+            raise ValueError(f"avatar_size must be (width, height) > 0, got {avatar_size}")
+        for name, value in (("neutral_seconds", neutral_seconds), ("hold_s", hold_s),
+                            ("ease_s", ease_s), ("ease_in_s", ease_in_s)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        self.avatar_neutral = neutral.astype(np.float64)
+        self.avatar_size = (int(avatar_size[0]), int(avatar_size[1]))
+        self.neutral_seconds = float(neutral_seconds)
+        self.hold_s = float(hold_s)
+        self.ease_s = float(ease_s)
+        self.ease_in_s = float(ease_in_s)
+        self._avatar_centre = face_centre(self.avatar_neutral)
+        self._avatar_wh = face_size(self.avatar_neutral)
+        # Output state survives reset_neutral(); the neutral state below does not.
+        self._shown: np.ndarray | None = None  # the last output returned
+        self._face_out: np.ndarray | None = None  # the last output made from a face
+        self._t_face_ns = 0
+        self._lost = False  # a frame without a face came after the last face
+        self._ease_from: np.ndarray | None = None
+        self._t_ease_ns = 0
+        self.reset_neutral()
+
+    # -- neutral estimation -------------------------------------------------------------
+
+    def reset_neutral(self) -> None:
+        """Learn the driver's neutral afresh, starting with the next face frame."""
+        self._ref: np.ndarray | None = None  # first frame: the frame shapes are normalized to
+        self._t_first_ns = 0
+        self._driver_size: tuple[int, int] | None = None
+        self._learning = True
+        self._n = 0  # frames in the buffers below
+        self._shapes = np.empty((_MAX_NEUTRAL_FRAMES, N_LANDMARKS, 3))  # pose-normalized
+        self._scales = np.empty(_MAX_NEUTRAL_FRAMES)
+        self._rotations = np.empty((_MAX_NEUTRAL_FRAMES, 3, 3))
+        self._centres = np.empty((_MAX_NEUTRAL_FRAMES, 3))
+        self._driver_neutral: np.ndarray | None = None
+        # The first output after a reset is the avatar's neutral: blend to it, don't jump.
+        self._pending_ease = self._shown is not None
+
+    @property
+    def driver_neutral(self) -> np.ndarray | None:
+        """The current estimate of the driver's neutral, (478, 3) in driver pixels."""
+        return None if self._driver_neutral is None else self._driver_neutral.copy()
+
+    def _learn(self, p: np.ndarray, t_ns: int) -> None:
+        if self._ref is None:
+            self._ref, self._t_first_ns = p, t_ns
+        elif self._n and (t_ns - self._t_first_ns) * 1e-9 > self.neutral_seconds:
+            self._learning = False
+            self._update_neutral()
+            return
+        s, r, t = fit_similarity(self._ref[_RIGID], p[_RIGID])
+        n = self._n
+        self._shapes[n] = invert_similarity(p, s, r, t)
+        self._scales[n], self._rotations[n], self._centres[n] = s, r, face_centre(p)
+        self._n = n + 1
+        if self._n >= _MAX_NEUTRAL_FRAMES:
+            self._learning = False
+        # The median over a growing window costs ~2 ms at 60 frames: after the first few
+        # frames, refresh it on every 5th frame only (and when the window closes).
+        if self._n <= 5 or self._n % 5 == 0 or not self._learning:
+            self._update_neutral()
+
+    def _update_neutral(self) -> None:
+        n = self._n
+        shape = np.median(self._shapes[:n], axis=0)
+        s_m = float(np.median(self._scales[:n]))
+        r_m = mean_rotation(self._rotations[:n])
+        c_m = np.median(self._centres[:n], axis=0)
+        self._set_driver_neutral(s_m * (shape - face_centre(shape)) @ r_m.T + c_m)
+
+    def _set_driver_neutral(self, nd: np.ndarray) -> None:
+        """Cache what the per-frame mapping needs from the driver's neutral."""
+        s, r, t = fit_similarity(nd[_RIGID], self.avatar_neutral[_RIGID])
+        w, h = face_size(apply_similarity(nd, s, r, t))
+        lo, hi = _AXIS_RATIO_LIMITS
+        kx = min(max(self._avatar_wh[0] / max(w, 1e-9), lo), hi)
+        ky = min(max(self._avatar_wh[1] / max(h, 1e-9), lo), hi)
+        self._driver_neutral = nd
+        self._driver_centre = face_centre(nd)
+        self._s_da, self._r_da = s, r  # driver-neutral frame -> avatar frame
+        self._axis_gain = s * np.array([kx, ky, math.sqrt(kx * ky)])
+
+    # -- per frame ----------------------------------------------------------------------
+
+    def _target(self, lm: Landmarks, t_ns: int) -> np.ndarray:
+        """The avatar's landmarks for driver landmarks ``lm``; ValueError if degenerate."""
+        p = lm.points.astype(np.float64)
+        if float(np.ptp(p[_RIGID, :2], axis=0).min()) < 1e-3:
+            raise ValueError("degenerate landmarks")  # before it can become the reference
+        if self._driver_size is not None and lm.size != self._driver_size:
+            self.reset_neutral()  # driver pixels changed meaning (camera resolution)
+        self._driver_size = lm.size
+        if self._learning:
+            self._learn(p, t_ns)
+        nd = self._driver_neutral
+        if nd is None:
+            raise ValueError("no driver neutral")
+        s, r, t = fit_similarity(nd[_RIGID], p[_RIGID])
+        # Expression in the driver neutral's frame, then in the avatar's axes and units.
+        expression = invert_similarity(p, s, r, t) - nd
+        expression = (expression @ self._r_da.T) * self._axis_gain
+        # Relative pose, re-expressed in the avatar's frame: rotation conjugated by the
+        # neutral-to-neutral rotation, face-centre translation scaled to avatar pixels.
+        r_a = self._r_da @ r @ self._r_da.T
+        moved = apply_similarity(self._driver_centre[None], s, r, t)[0] - self._driver_centre
+        shift = self._s_da * (self._r_da @ moved)
+        c = self._avatar_centre
+        out = s * ((self.avatar_neutral + expression - c) @ r_a.T) + c + shift
+        if not np.isfinite(out).all():
+            raise ValueError("non-finite output")
+        return np.asarray(out)
+
+    def drive(self, lm: Landmarks | None, seq: int, t_capture_ns: int) -> Landmarks:
+        """The avatar's landmarks for this frame; ``lm=None`` means no face was found.
+
+        Never raises on landmark content: degenerate landmarks count as no face. The
+        output carries ``lm``'s timings (if any) plus ``timings["drive"]`` in ms.
+        """
+        t0 = time.perf_counter()
+        target: np.ndarray | None = None
+        if lm is not None:
+            try:
+                target = self._target(lm, t_capture_ns)
+            except (ValueError, np.linalg.LinAlgError):
+                target = None
+        if target is not None:
+            if (self._lost or self._pending_ease) and self._shown is not None:
+                self._ease_from, self._t_ease_ns = self._shown.copy(), t_capture_ns
+            self._lost = self._pending_ease = False
+            out = target
+            if self._ease_from is not None:
+                u = self._progress(t_capture_ns - self._t_ease_ns, 0.0, self.ease_in_s)
+                out = self._ease_from + u * (target - self._ease_from)
+                if u >= 1.0:
+                    self._ease_from = None
+            self._face_out, self._t_face_ns = out, t_capture_ns
+        elif self._face_out is None:
+            out = self.avatar_neutral
+        else:
+            self._lost = True
+            u = self._progress(t_capture_ns - self._t_face_ns, self.hold_s, self.ease_s)
+            out = self._face_out + u * (self.avatar_neutral - self._face_out)
+        self._shown = out
+        result = Landmarks(seq, t_capture_ns, out.astype(np.float32), self.avatar_size,
+                           dict(lm.timings) if lm is not None else {})
+        result.timings["drive"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    @staticmethod
+    def _progress(elapsed_ns: int, delay_s: float, duration_s: float) -> float:
+        """Smoothstep from 0 (until ``delay_s``) to 1 (``duration_s`` later)."""
+        x = elapsed_ns * 1e-9 - delay_s
+        if duration_s <= 0:
+            return 1.0 if x >= 0 else 0.0
+        return smoothstep(x / duration_s)
+
+    def close(self) -> None:
+        """Nothing to release; present for the stage protocol."""
+
+    def __enter__(self) -> Adapter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
