@@ -124,8 +124,8 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     ry = np.array([[math.cos(a), 0.0, -math.sin(a)], [0.0, 1.0, 0.0],
                    [math.sin(a), 0.0, math.cos(a)]])
     # Pitch about x: +pitch brings the nose (negative z) toward +y, i.e. down.
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(b), math.sin(b)],
-                   [0.0, -math.sin(b), math.cos(b)]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(b), -math.sin(b)],
+                   [0.0, math.sin(b), math.cos(b)]])
     # Roll about z: +roll is clockwise on screen (y points down).
     rz = np.array([[math.cos(c), -math.sin(c), 0.0], [math.sin(c), math.cos(c), 0.0],
                    [0.0, 0.0, 1.0]])
@@ -215,15 +215,20 @@ def _smile(q: np.ndarray, amount: float, h: float) -> np.ndarray:
 
 
 def _brows(q: np.ndarray, amount: float, h: float) -> np.ndarray:
-    """Brows up by BROW_LIFT; fades to 0 at the top of the upper lids, less above."""
+    """Brows up by BROW_LIFT; fades to 0 at the top of the upper lids, partly above."""
     lids = list(mesh.RIGHT_UPPER_LID + mesh.LEFT_UPPER_LID)
     lid_top = q[lids, 1].min()
-    brow_y = q[list(BROWS), 1].mean()
+    brow_y = q[list(BROWS), 1]
+    brow_high, brow_low = brow_y.min(), brow_y.max()
     forehead_y = q[mesh.FOREHEAD, 1]
     y = q[:, 1]
-    below = _smoothstep((lid_top - y) / max(lid_top - brow_y, 1e-6))
-    above = 1.0 - 0.7 * _smoothstep((brow_y - y) / max(brow_y - forehead_y, 1e-6))
-    weight = np.where(y >= brow_y, below, above)
+    below = _smoothstep((lid_top - y) / max(lid_top - brow_low, 1e-6))
+    above = 1.0 - 0.7 * _smoothstep((brow_high - y) / max(brow_high - forehead_y, 1e-6))
+    weight = np.where(y > brow_low, below, np.where(y < brow_high, above, 1.0))
+    # Temples and the face outline beside the brows stay where they are.
+    mid_x = q[list(BROWS), 0].mean()
+    half = np.abs(q[list(BROWS), 0] - mid_x).max()
+    weight *= 1.0 - _smoothstep((np.abs(q[:, 0] - mid_x) - half) / (0.1 * h))
     weight[list(IRIS)] = 0.0
     d = np.zeros_like(q)
     d[:, 1] = -amount * BROW_LIFT * h * weight
@@ -238,6 +243,8 @@ def animate(neutral: np.ndarray, m: Motion) -> np.ndarray:
     face centre, then the whole face shifts by the offsets.
     """
     check_points(neutral)
+    if m == Motion():
+        return neutral.copy()  # exact identity, without round-off from the frame change
     p = neutral.astype(np.float64)
     centre, axes, h = face_frame(p)
     q = (p - centre) @ axes
@@ -257,7 +264,4 @@ def animate(neutral: np.ndarray, m: Motion) -> np.ndarray:
         q = q @ _rotation(m.yaw, m.pitch, m.roll).T
     out = q @ axes.T + centre
     out[:, :2] += np.array([m.offset_x, m.offset_y]) * h
-    if not (m.jaw_open or m.smile or m.blink_left or m.blink_right or m.brow_raise
-            or m.yaw or m.pitch or m.roll or m.offset_x or m.offset_y):
-        return neutral.copy()  # exact identity, without round-off from the frame change
     return out.astype(np.float32)
