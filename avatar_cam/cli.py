@@ -115,7 +115,7 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
                             track=not getattr(args, "no_track", False),
                             renderer=args.renderer)
     if source_kind == "demo":
-        source: Any = live.demo_source(person, args.fps, args.frames, realtime=True)
+        source: Any = live.demo_source(person, args.fps, realtime=True)
     else:
         source = live.open_source(args.camera, args.video, args.fps, args.loop,
                                   realtime=not args.fast, size=(1280, 720))

@@ -64,7 +64,7 @@ class Footage:
 
     def write(self, path: Path, count: int) -> np.ndarray:
         """Write ``count`` frames to an mp4; return their truth landmarks (count, 478, 3)."""
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps,
                                  self.size)
         if not writer.isOpened():
             raise SinkError(f"cannot write video {path}", "check the folder exists and is writable")

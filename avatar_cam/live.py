@@ -37,9 +37,10 @@ class LiveOptions:
     renderer: str = "warp"
 
 
-def demo_source(person: Person, fps: float, frames: int | None, realtime: bool,
+def demo_source(person: Person, fps: float, realtime: bool = True,
                 size: int = 384) -> SyntheticSource:
-    """The synthetic driver playing the motion script on the person's own face."""
+    """The synthetic driver playing the motion script on the person's own face, endlessly
+    (the pipeline's ``frames`` limit ends a run, however many frames it dropped)."""
     scale = size / person.crop_size
     neutral = (person.neutral * scale).astype(np.float32)
     warp = WarpRenderer(person.crop, person.neutral, resolution=size)
@@ -47,8 +48,7 @@ def demo_source(person: Person, fps: float, frames: int | None, realtime: bool,
     def render(points: np.ndarray) -> np.ndarray:
         return warp.render(Landmarks(0, 0, points, (size, size)))
 
-    return SyntheticSource(neutral, (size, size), fps=fps, render=render, realtime=realtime,
-                           frames=None if frames is None else frames + int(fps))
+    return SyntheticSource(neutral, (size, size), fps=fps, render=render, realtime=realtime)
 
 
 def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,

@@ -63,7 +63,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["demo"] = run_scenario(
-            person, live.demo_source(person, TARGET_FPS, args.frames, realtime=True),
+            person, live.demo_source(person, TARGET_FPS, realtime=True),
             args.frames)
         for name, size in (("video-640", (640, 480)), ("video-1280", (1280, 720))):
             path = Path(tmp) / f"{name}.mp4"
