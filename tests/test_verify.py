@@ -1,0 +1,98 @@
+"""`avatar-cam verify`: exit 0 on marked files, 1 on unmarked, 2 on errors (like grep)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from avatar_cam.errors import ImageError, VideoError
+from avatar_cam.footage import Footage
+from avatar_cam.honesty import watermark as wm
+from avatar_cam.honesty.verify import add_verify_args, verify_main, verify_path
+from avatar_cam.person import load_person
+
+PAYLOAD = wm.make_payload(0xC0FFEE, wm.minute_now(1_790_000_000))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("verify")
+    footage = Footage(load_person("demo"), (1280, 720), face_height=0.9)
+    frames = [footage.frame(n)[0] for n in range(0, 24, 2)]
+    marker = wm.Watermarker(PAYLOAD)
+    out = {}
+    for name, mark in (("marked", True), ("plain", False)):
+        path = folder / f"{name}.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30, (1280, 720))
+        for frame in frames:
+            writer.write(marker.embed(frame.copy()) if mark else frame)
+        writer.release()
+        out[name] = path
+        jpg = folder / f"{name}.jpg"
+        image = marker.embed(frames[0].copy()) if mark else frames[0]
+        cv2.imwrite(str(jpg), image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        out[name + "_jpg"] = jpg
+    out["garbage"] = folder / "garbage.mp4"
+    out["garbage"].write_bytes(b"\x00not a video" * 100)
+    out["broken_png"] = folder / "broken.png"
+    out["broken_png"].write_bytes(b"\x89PNG broken")
+    return out
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="avatar-cam")
+    add_verify_args(parser)
+    return verify_main(parser.parse_args(argv))
+
+
+def test_marked_video_and_image_exit_0(files: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(files["marked"])]) == 0
+    text = capsys.readouterr().out
+    assert "MARKED" in text and "c0ffee" in text and "12 frame(s)" in text
+    assert run([str(files["marked_jpg"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["found"] and report["fingerprint"] == "c0ffee"
+    assert report["minute"] == wm.split_payload(PAYLOAD)[1] and report["kind"] == "image"
+    assert report["made_at"].startswith("2026-09-21")  # 1_790_000_000 s after the epoch
+
+
+def test_unmarked_exit_1(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(files["plain"])]) == 1
+    assert "no avatar-cam mark" in capsys.readouterr().out
+    assert run([str(files["plain_jpg"]), "-q"]) == 1
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("name", ["garbage", "broken_png", "missing"])
+def test_errors_exit_2_with_a_message(files: dict[str, Path], name: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = files.get(name, tmp_path / "missing.mp4")
+    assert run([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avatar-cam: error:") and str(path) in err and "Traceback" not in err
+
+
+def test_verify_path_report_and_errors(files: dict[str, Path]) -> None:
+    report = verify_path(files["marked"], max_frames=5)
+    assert report.found and report.frames_examined == 5 and report.payload == PAYLOAD
+    assert report.exit_code == 0 and len(report.frame_scores) == 5
+    with pytest.raises(ImageError):
+        verify_path(files["broken_png"])
+    with pytest.raises(VideoError):
+        verify_path(files["garbage"])
+
+
+def test_camera_that_does_not_exist_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--camera", "/dev/video-none"]) == 2
+    assert "cannot open camera" in capsys.readouterr().err
+
+
+def test_arguments() -> None:
+    with pytest.raises(SystemExit):
+        run([])  # a file or --camera is required
+    assert run(["x.mp4", "--frames", "0"]) == 2
