@@ -40,6 +40,7 @@ import numpy as np
 from _report import machine, markdown_table, write
 
 from avatar_cam.footage import Footage
+from avatar_cam.honesty import detection as wmd
 from avatar_cam.honesty import watermark as wm
 from avatar_cam.honesty.label import Label
 from avatar_cam.person import load_person
@@ -132,7 +133,7 @@ def detect_windows(frames: list[np.ndarray]) -> dict[str, Any]:
     """Per-frame scores and per-window (video-level) decisions."""
     scores, found, correct = [], [], []
     for start in range(0, len(frames) - WINDOW + 1, WINDOW):
-        det = wm.detect(frames[start:start + WINDOW])
+        det = wmd.detect(frames[start:start + WINDOW])
         scores += det.frame_scores
         found.append(det.found)
         correct.append(det.payload == PAYLOAD)
@@ -188,7 +189,7 @@ def null_scores(extra: list[Path], clip: list[np.ndarray], quick: bool) -> dict[
     def video(name: str, fs: list[np.ndarray], fps: float) -> None:
         nonlocal seconds
         for start in range(0, len(fs), WINDOW):
-            det = wm.detect(fs[start:start + WINDOW])
+            det = wmd.detect(fs[start:start + WINDOW])
             frames.extend(det.frame_scores)
             windows.append(det.score)
         seconds += len(fs) / fps
@@ -196,7 +197,7 @@ def null_scores(extra: list[Path], clip: list[np.ndarray], quick: bool) -> dict[
 
     def image(name: str, img: np.ndarray) -> None:
         nonlocal seconds
-        frames.append(wm.detect(img).score)
+        frames.append(wmd.detect(img).score)
         seconds += 1 / FPS  # one frame's worth of video
         groups[name] = groups.get(name, 0) + 1
 
@@ -276,7 +277,7 @@ def timings(clip: list[np.ndarray]) -> dict[str, Any]:
         timed("label", partial(label.apply, image))
         name = "embed_rebuilding" if marker.pending else "embed"
         timed(name, partial(marker.embed, image))
-    detector = wm.Detector()
+    detector = wmd.Detector()
     for n in range(90):
         timed("detect_per_frame", partial(detector.add, clip[n % len(clip)]))
     t = time.perf_counter()
@@ -318,7 +319,7 @@ def main() -> None:
 
     f_scores = np.array(null["frame_scores"])
     w_scores = np.array(null["window_scores"])
-    per_decision_bound = wm.p_value(wm.THRESHOLD)
+    per_decision_bound = wmd.p_value(wm.THRESHOLD)
     gumbel_frame = gumbel_tail(f_scores, wm.THRESHOLD)
     fp = {
         "threshold": wm.THRESHOLD,

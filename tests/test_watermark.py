@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avatar_cam.footage import Footage
+from avatar_cam.honesty import detection as wmd
 from avatar_cam.honesty import watermark as wm
 from avatar_cam.person import load_person
 
@@ -85,11 +86,11 @@ def test_minute_clock_round_trips() -> None:
 
 def test_round_trip_and_quality(clip: list[np.ndarray], marked: list[np.ndarray]) -> None:
     assert psnr(marked[0], clip[0]) >= 38.0
-    single = wm.detect(marked[0])
+    single = wmd.detect(marked[0])
     assert single.found and single.payload == PAYLOAD
     assert single.fingerprint == 0x5A17C3 and single.minute == 1_234_567
     assert single.confidence > 1 - 1e-9 and single.version == wm.ALGORITHM_VERSION
-    video = wm.detect(marked)
+    video = wmd.detect(marked)
     assert video.found and video.payload == PAYLOAD and video.frames == len(marked)
     assert video.frames_marked == len(marked)
 
@@ -111,19 +112,19 @@ TRANSFORMS = {
 @pytest.mark.parametrize("name", list(TRANSFORMS))
 def test_mark_survives(name: str, marked: list[np.ndarray]) -> None:
     frames = TRANSFORMS[name](marked)
-    video = wm.detect(frames)
+    video = wmd.detect(frames)
     assert video.found, f"{name}: score {video.score:.1f}"
     assert video.payload == PAYLOAD
     if name not in ("vp8_300k", "h264_300k"):
         # Lossless-ish transforms: every frame alone must carry it, too.
-        single = wm.detect(frames[len(frames) // 2])
+        single = wmd.detect(frames[len(frames) // 2])
         assert single.found and single.payload == PAYLOAD
 
 
 @pytest.mark.parametrize("name", ["none", "h264_300k", "crop_top"])
 def test_unmarked_clip_is_not_flagged(name: str, clip: list[np.ndarray]) -> None:
     frames = clip if name == "none" else TRANSFORMS[name](clip)
-    video = wm.detect(frames)
+    video = wmd.detect(frames)
     assert not video.found and video.payload is None
     assert max(video.frame_scores) < wm.THRESHOLD and video.score < wm.THRESHOLD
 
@@ -140,7 +141,7 @@ def test_unmarked_photos_and_noise_are_not_flagged() -> None:
         image = np.ascontiguousarray(image[:, :, ::-1])
         images += [image, cv2.resize(image, SIZE)]
     for image in images:
-        det = wm.detect(image)
+        det = wmd.detect(image)
         assert not det.found, f"{image.shape}: score {det.score:.1f}"
         assert det.p_value > 1e-3
 
@@ -157,7 +158,7 @@ def test_payload_change_swaps_whole_frames(clip: list[np.ndarray]) -> None:
         if not marker.pending:
             break
     assert seen[-1] == other and len(seen) < 30
-    assert wm.detect(image).payload == other
+    assert wmd.detect(image).payload == other
     fresh = wm.Watermarker(other)
     expected = fresh.embed(clip[(len(seen) - 1) % len(clip)].copy())
     assert np.array_equal(image, expected)  # the swapped-in pattern is complete
@@ -179,4 +180,4 @@ def test_bad_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="48-bit"):
         wm.Watermarker(1 << 48)
     with pytest.raises(ValueError, match="too small"):
-        wm.detect(np.zeros((16, 16, 3), np.uint8))
+        wmd.detect(np.zeros((16, 16, 3), np.uint8))

@@ -5,7 +5,8 @@ label.Label and watermark.Watermarker run per output frame (the compositor calls
 signing and verify are used by enrollment, loading and the `avatar-cam verify` command.
 """
 
+from .detection import Detection, Detector, detect
 from .label import Label
-from .watermark import ALGORITHM_VERSION, Detection, Detector, Watermarker, detect
+from .watermark import ALGORITHM_VERSION, Watermarker
 
 __all__ = ["ALGORITHM_VERSION", "Detection", "Detector", "Label", "Watermarker", "detect"]

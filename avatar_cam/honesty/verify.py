@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from ..errors import AvatarCamError, CameraError, ImageError, VideoError
-from .watermark import ALGORITHM_VERSION, THRESHOLD, Detection, Detector, minute_to_unix
+from .detection import Detection, Detector
+from .watermark import ALGORITHM_VERSION, THRESHOLD, minute_to_unix
 
 DEFAULT_FILE_FRAMES = 300  # 10 s at 30 fps: plenty, the mark is in every frame
 DEFAULT_CAMERA_FRAMES = 90
