@@ -39,6 +39,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _label_size(text: str) -> float:
+    value = float(text)
+    if not 0.02 <= value <= 0.25:
+        raise argparse.ArgumentTypeError(f"label size must be in 0.02..0.25, got {value}")
+    return value
+
+
 def _fps(text: str) -> float:
     value = float(text)
     if not 1 <= value <= 120:
@@ -59,6 +66,13 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--renderer", choices=("warp",), default="warp",
                    help="warp: piecewise-affine warp of the enrollment photo")
     p.add_argument("--stats-json", type=Path, help="write run statistics as JSON here")
+    p.add_argument("--label-corner", choices=("tl", "tr", "bl", "br"), default="br",
+                   help="corner of the visible 'AI avatar' label (br)")
+    p.add_argument("--label-size", type=_label_size, default=0.045,
+                   help="label height as a fraction of the frame height (0.045)")
+    p.add_argument("--no-label", action="store_true",
+                   help="turn the visible label off (recorded in the stats; the invisible "
+                        "watermark stays)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--images", type=Path, nargs="+", required=True, metavar="PHOTO")
 
     sub.add_parser("devices", help="list cameras and virtual-camera backends")
+
+    from .honesty.verify import add_verify_args
+
+    ver = sub.add_parser("verify", help="check a video, an image or a camera for the "
+                                        "avatar-cam watermark (exit 0 found, 1 not, 2 error)")
+    add_verify_args(ver)
     return parser
 
 
@@ -113,7 +133,8 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
     opts = live.LiveOptions(out_size=args.size, fps=args.fps, resolution=args.resolution,
                             background=args.background, frames=args.frames,
                             track=not getattr(args, "no_track", False),
-                            renderer=args.renderer)
+                            renderer=args.renderer, label=not args.no_label,
+                            label_corner=args.label_corner, label_size=args.label_size)
     if source_kind == "demo":
         source: Any = live.demo_source(person, args.fps, realtime=True)
     else:
@@ -142,7 +163,11 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
         live.close_all(pipeline)
     summary = stats.summary()
     summary.update(person=person_name, sink=sink, renderer=opts.renderer,
-                   resolution=opts.resolution, tracked=opts.track)
+                   resolution=opts.resolution, tracked=opts.track, label=opts.label,
+                   watermark=True)
+    if not opts.label:
+        log.warning("the visible 'AI avatar' label was turned off (--no-label); "
+                    "the invisible watermark is still in every frame")
     log.info("%d frames at %.1f fps, latency p50 %.0f ms / p95 %.0f ms, %d dropped, "
              "%d without a face", summary["frames"], summary["fps"],
              summary["latency_ms"]["p50"], summary["latency_ms"]["p95"],
@@ -229,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_live(args, args.person, "run")
         if args.command == "calibrate":
             return _calibrate(args)
+        if args.command == "verify":
+            from .honesty.verify import verify_main
+
+            return verify_main(args)
         return _devices(args)
     except AvatarCamError as exc:
         print(f"avatar-cam: error: {exc}", file=sys.stderr)

@@ -3,13 +3,17 @@
 The layout maps the person's square face crop to a square of ``face_height`` times the
 output height, centred; the background is the enrollment photo under the same
 transform (so the crop's edges line up with it), that photo blurred, or a plain colour.
-The crop is blended in with a feathered square mask so its border never shows.
+The crop is blended in with a feathered square mask so its border never shows. Then
+every frame gets the visible "AI avatar" label (unless turned off) and the invisible
+watermark (always): we make synthetic faces, so every frame says so.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -81,11 +85,25 @@ def feather_mask(side: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
 
 
-class Compositor:
-    """compose(face) -> AvatarFrame: blend a rendered face crop into the layout."""
+class _Label(Protocol):
+    def apply(self, image: np.ndarray) -> np.ndarray: ...
 
-    def __init__(self, layout: Layout, feather: float = 0.08) -> None:
+
+class _Marker(Protocol):
+    def set_payload(self, bits: int) -> None: ...
+    def embed(self, image: np.ndarray) -> np.ndarray: ...
+
+
+class Compositor:
+    """compose(face) -> AvatarFrame: blend a rendered face crop into the layout, then the
+    label and the watermark. ``payload()`` gives the watermark's current payload (it
+    changes each minute; the marker rebuilds its pattern only then)."""
+
+    def __init__(self, layout: Layout, feather: float = 0.08, label: _Label | None = None,
+                 marker: _Marker | None = None,
+                 payload: Callable[[], int] | None = None) -> None:
         self.layout = layout
+        self.label, self.marker, self.payload = label, marker, payload
         h, w = layout.background.shape[:2]
         # Visible part of the face square (it may overhang the frame edges).
         self._dst = (max(0, layout.x), max(0, layout.y),
@@ -119,6 +137,12 @@ class Compositor:
         roi = out[y0:y1, x0:x1]
         out[y0:y1, x0:x1] = cv2.blendLinear(scaled[sy0:sy1, sx0:sx1], roi,
                                             self._mask, self._inv_mask)
+        if self.label is not None:
+            self.label.apply(out)
+        if self.marker is not None:  # last: the mark must sit on the final pixels
+            if self.payload is not None:
+                self.marker.set_payload(self.payload())
+            self.marker.embed(out)
         ms = (time.perf_counter() - t0) * 1e3
         return AvatarFrame(seq, t_capture_ns, out, face_found, {"compose": ms})
 

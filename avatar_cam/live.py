@@ -10,12 +10,16 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .capture import SyntheticSource, VideoFileSource, WebcamSource
 from .compose import Compositor, make_layout
 from .drive import Adapter
+from .honesty.label import Label
+from .honesty.signing import model_fingerprint
+from .honesty.watermark import Watermarker, make_payload, minute_now
 from .person import Person
 from .pipeline import Pipeline
 from .render.warp import WarpRenderer
@@ -35,6 +39,9 @@ class LiveOptions:
     pace: bool = True  # send at most fps frames a second
     track: bool = True  # False: drive from a synthetic source's ground truth
     renderer: str = "warp"
+    label: bool = True  # the visible "AI avatar" badge; off only by explicit choice
+    label_corner: str = "br"  # tl | tr | bl | br
+    label_size: float = 0.045  # badge height / frame height
 
 
 def demo_source(person: Person, fps: float, realtime: bool = True,
@@ -71,10 +78,26 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
     renderer = WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
     layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
                          opts.out_size, opts.background)
-    compositor = Compositor(layout)
+    compositor = Compositor(layout, label=_label(opts), **_watermark(person, opts.out_size))
     sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
     return Pipeline(source, tracker, adapter, renderer, compositor, sink,  # type: ignore[arg-type]
                     fps=opts.fps, frames=opts.frames, pace=opts.pace, on_frame=on_frame)
+
+
+def _label(opts: LiveOptions) -> Label | None:
+    return Label(opts.label_corner, opts.label_size) if opts.label else None
+
+
+def _watermark(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
+    """The marker and its payload: this model's fingerprint and the current minute."""
+    fingerprint = model_fingerprint(person.folder)
+    marker = Watermarker(make_payload(fingerprint, minute_now()))
+    marker.prepare(out_size)  # build the pattern now, not as a stall on the first frame
+
+    def payload() -> int:
+        return make_payload(fingerprint, minute_now())
+
+    return {"marker": marker, "payload": payload}
 
 
 def close_all(pipeline: Pipeline) -> None:

@@ -105,5 +105,20 @@ def test_demo_writes_video_stats_and_preview(env_home: Path, tmp_path: Path) -> 
     assert set(s["latency_ms"]) == {"p50", "p95"}
     assert {"track", "drive", "render", "compose", "sink"} <= set(s["stages"])
     assert all(set(v) == {"p50_ms", "p95_ms"} for v in s["stages"].values())
+    assert s["label"] is True and s["watermark"] is True
     preview = cv2.imread(str(out.with_suffix(".png")))
     assert preview is not None and preview.shape[0] > 100
+
+
+def test_turning_the_label_off_is_recorded(env_home: Path, tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    code = main(["demo", "--person", "astro", "--frames", "3", "--sink", "null", "--no-label",
+                 "--no-track", "--stats-json", str(stats), "--size", "320x180"])
+    assert code == 0
+    assert json.loads(stats.read_text())["label"] is False
+
+
+def test_bad_label_size_is_a_usage_error(env_home: Path) -> None:
+    proc = _cli(["demo", "--person", "astro", "--label-size", "3"], env_home)
+    assert proc.returncode == 2 and "label size must be in" in proc.stderr
+    assert "Traceback" not in proc.stderr

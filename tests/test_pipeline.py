@@ -16,6 +16,9 @@ import recording_cam
 from avatar_cam import live
 from avatar_cam.capture import VideoFileSource
 from avatar_cam.footage import Footage
+from avatar_cam.honesty.detection import detect
+from avatar_cam.honesty.label import Label
+from avatar_cam.honesty.signing import model_fingerprint
 from avatar_cam.person import Person, load_person
 from avatar_cam.pipeline import Mailbox, Pipeline
 from avatar_cam.types import AvatarFrame
@@ -74,6 +77,16 @@ def test_video_into_virtual_camera(person: Person, clip: Path) -> None:
     assert cam.frames_sent == stats.frames
     assert (cam.width, cam.height) == (640, 360)
     summary = stats.summary()
+    # What the virtual camera received is labelled and watermarked.
+    received = cam.last_bgr()
+    assert received.shape == (360, 640, 3)
+    x, y, w, h = Label().box((640, 360)) or (0, 0, 0, 0)
+    assert w > 0 and x + w > 600 and y + h > 340  # bottom-right corner by default
+    badge = received[y:y + h, x:x + w].astype(int)
+    under = pipeline.compositor.layout.background[y:y + h, x:x + w].astype(int)
+    assert np.abs(badge - under).mean() > 20
+    found = detect(received)
+    assert found.found and found.fingerprint == model_fingerprint(person.folder)
     # Every captured frame is either sent or counted as dropped (how many drop depends on
     # the machine's load; speed is measured in benchmarks/pipeline.py, not here).
     assert stats.frames + summary["dropped"] >= 40
