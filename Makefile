@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check avatar_cam tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The browser tests need Debian's chromium (headless); without it they skip, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "chromium not installed (apt-get install chromium): browser tests will be skipped"
+
+test: lint browser
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

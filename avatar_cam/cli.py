@@ -7,6 +7,7 @@ error ends in one line naming the problem and the fix, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="enroll a person from photos")
     cal.add_argument("name", help="the person's name (letters, digits, _ - .)")
     cal.add_argument("--images", type=Path, nargs="+", required=True, metavar="PHOTO")
+    cal.add_argument("--consent", required=True, metavar="STATEMENT",
+                     help='who is pictured and that they agree, e.g. "I am Alice and these '
+                          'are photos of me"; recorded in the model and its signature')
+    cal.add_argument("--owner", help="owner named in the signed model (default: your login)")
 
     sub.add_parser("devices", help="list cameras and virtual-camera backends")
 
@@ -111,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="check a video, an image or a camera for the "
                                         "avatar-cam watermark (exit 0 found, 1 not, 2 error)")
     add_verify_args(ver)
+
+    from .webrtc.commands import add_call_parser, add_serve_parser
+
+    add_serve_parser(sub)
+    add_call_parser(sub)
     return parser
 
 
@@ -213,13 +223,23 @@ class _ContactSheet:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibrate.ingest import enroll_photos
+    from .errors import AvatarCamError
+    from .honesty.signing import sign_model
     from .person import save_person
     from .tracking import MediaPipeTracker
 
+    consent = args.consent.strip()
+    if len(consent) < 8:
+        raise AvatarCamError("the consent statement is too short",
+                             'say who is pictured and that they agree, e.g. --consent '
+                             '"I am Alice and these are photos of me"')
+    owner = args.owner or getpass.getuser()
     with MediaPipeTracker(static=True, smoothing=None) as tracker:
         person = enroll_photos(args.name, args.images, tracker.track)
-    folder = save_person(person)
-    log.info("enrolled %s from %s into %s", args.name, person.meta["warp_source"], folder)
+    person.meta.update(owner=owner, consent=consent)
+    folder = save_person(person, sign=lambda tmp: sign_model(tmp, owner, consent))
+    log.info("enrolled %s from %s into %s, signed by %s", args.name,
+             person.meta["warp_source"], folder, owner)
     return 0
 
 
@@ -254,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_live(args, args.person, "run")
         if args.command == "calibrate":
             return _calibrate(args)
+        if args.command in ("serve", "call"):
+            return int(args.handler(args))
         if args.command == "verify":
             from .honesty.verify import verify_main
 

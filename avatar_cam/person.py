@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,6 +66,7 @@ class Person:
     neutral: np.ndarray  # (478, 3) float32, crop pixels
     crop_to_photo: np.ndarray  # (2, 3) float64 affine: crop pixel -> photo pixel
     meta: dict
+    owner: Any = None  # honesty.signing.Owner of a verified model; None when not checked
 
     @property
     def crop_size(self) -> int:
@@ -89,7 +92,9 @@ def _read_image(path: Path) -> np.ndarray:
     return img
 
 
-def load_person(name: str, root: Path | None = None) -> Person:
+def load_person(name: str, root: Path | None = None, verify: bool = True) -> Person:
+    """Load and validate calibration/<name>/. ``verify``: check its signature first, so a
+    tampered or unsigned model is refused (errors.ModelError) before anything is read."""
     root = root or find_root(check_name(name))
     folder = person_dir(name, root)
     if not (folder / "person.json").is_file():
@@ -98,6 +103,11 @@ def load_person(name: str, root: Path | None = None) -> Person:
             f"unknown person {name!r} (enrolled: {known})",
             f"enroll first: avatar-cam calibrate {name} --images PHOTO",
         )
+    owner = None
+    if verify:
+        from .honesty.signing import verify_model
+
+        owner = verify_model(folder)
     fix = f"re-enroll with: avatar-cam calibrate {name} --images PHOTO"
     try:
         meta = json.loads((folder / "person.json").read_text())
@@ -116,11 +126,14 @@ def load_person(name: str, root: Path | None = None) -> Person:
     crop = _read_image(folder / "crop.png")
     if crop.shape[0] != crop.shape[1] or crop.shape[0] != int(meta.get("crop_size", -1)):
         raise PersonError(f"person {name!r} is damaged: crop.png is {crop.shape[:2]}", fix)
-    return Person(name, folder, photo, crop, neutral.astype(np.float32), crop_to_photo, meta)
+    return Person(name, folder, photo, crop, neutral.astype(np.float32), crop_to_photo, meta,
+                  owner)
 
 
-def save_person(person: Person, root: Path | None = None) -> Path:
-    """Write atomically: into a temporary sibling folder, then rename over the old one."""
+def save_person(person: Person, root: Path | None = None,
+                sign: Callable[[Path], object] | None = None) -> Path:
+    """Write atomically: into a temporary sibling folder (signed there by ``sign`` when
+    given, so no unsigned model is ever in place), then rename over the old one."""
     final = person_dir(person.name, root)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{person.name}.tmp-{os.getpid()}"
@@ -136,6 +149,8 @@ def save_person(person: Person, root: Path | None = None) -> Path:
                     crop_to_photo=person.crop_to_photo.tolist(),
                     photo_size=[int(person.photo.shape[1]), int(person.photo.shape[0])])
         (tmp / "person.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if sign is not None:
+            sign(tmp)
         if final.exists():
             old = final.parent / f".{person.name}.old-{os.getpid()}"
             final.rename(old)

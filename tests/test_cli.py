@@ -14,9 +14,12 @@ import pytest
 
 from avatar_cam.cli import main
 
+CONSENT = "I am the person in this photo and I agree"
+
 
 def _cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"AVATAR_CAM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+    env = {"AVATAR_CAM_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home),
+           "AVATAR_CAM_CONFIG": str(home / "config")}
     return subprocess.run([sys.executable, "-m", "avatar_cam.cli", *args], env=env,
                           capture_output=True, text=True, timeout=180)
 
@@ -31,20 +34,31 @@ def _one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> None
 
 
 def test_calibrate_stores_person(tmp_path: Path, astronaut_png: Path) -> None:
-    proc = _cli(["calibrate", "alice", "--images", str(astronaut_png)], tmp_path)
+    proc = _cli(["calibrate", "alice", "--images", str(astronaut_png), "--consent",
+                 "I am Alice and this is my photo", "--owner", "alice"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "calibration" / "alice"
     meta = json.loads((folder / "person.json").read_text())
     assert meta["name"] == "alice" and meta["crop_size"] == 512
+    assert meta["owner"] == "alice" and meta["consent"] == "I am Alice and this is my photo"
+    assert (folder / "signature.json").is_file()
     neutral = np.load(folder / "neutral.npy")
     assert neutral.shape == (478, 3)
     assert cv2.imread(str(folder / "crop.png")).shape == (512, 512, 3)
+    # The model loads (signature verified) and a tampered one is refused.
+    from avatar_cam.errors import ModelError
+    from avatar_cam.person import load_person
+
+    assert load_person("alice", tmp_path / "calibration").owner.name == "alice"
+    np.save(folder / "neutral.npy", neutral + 1.0)
+    with pytest.raises(ModelError, match="modified after it was signed.*neutral.npy"):
+        load_person("alice", tmp_path / "calibration")
 
 
 def test_photo_without_face(tmp_path: Path) -> None:
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
-    proc = _cli(["calibrate", "wall", "--images", str(blank)], tmp_path)
+    proc = _cli(["calibrate", "wall", "--images", str(blank), "--consent", CONSENT], tmp_path)
     _one_clear_line(proc, "no face found", "wall.png", "front-facing photo")
     assert not (tmp_path / "calibration" / "wall").exists()
 
@@ -52,10 +66,17 @@ def test_photo_without_face(tmp_path: Path) -> None:
 def test_unreadable_photo(tmp_path: Path) -> None:
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
-    _one_clear_line(_cli(["calibrate", "x", "--images", str(bad)], tmp_path),
-                    "notes.jpg", "not a readable image")
-    _one_clear_line(_cli(["calibrate", "x", "--images", str(tmp_path / "nope.jpg")], tmp_path),
-                    "does not exist")
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(bad), "--consent", CONSENT],
+                         tmp_path), "notes.jpg", "not a readable image")
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(tmp_path / "nope.jpg"),
+                          "--consent", CONSENT], tmp_path), "does not exist")
+
+
+def test_enrolling_needs_consent(tmp_path: Path, astronaut_png: Path) -> None:
+    proc = _cli(["calibrate", "x", "--images", str(astronaut_png)], tmp_path)
+    assert proc.returncode == 2 and "--consent" in proc.stderr
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(astronaut_png), "--consent", "ok"],
+                         tmp_path), "consent statement is too short")
 
 
 def test_unknown_person(tmp_path: Path) -> None:

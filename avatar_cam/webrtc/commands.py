@@ -1,0 +1,205 @@
+"""Command-line wiring of `avatar-cam serve` and `avatar-cam call` (cli.py adds them).
+
+    sub = parser.add_subparsers(...)
+    add_serve_parser(sub); add_call_parser(sub)     # each sets args.handler
+    ...
+    return args.handler(args)                         # an exit code
+
+Heavy imports (aiortc, aiohttp, mediapipe) happen in the handlers, not at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("avatar_cam")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (64 <= w <= 3840 and 64 <= h <= 2160) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size {text} out of range (even, 64..3840 x 64..2160)")
+    return w, h
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--person", default="demo", help="your enrolled person (demo)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", help="webcam index or device; default: the synthetic demo driver")
+    src.add_argument("--video", type=Path, help="drive from a video file")
+    p.add_argument("--loop", action="store_true", help="loop the video")
+    p.add_argument("--no-track", action="store_true",
+                   help="demo driver only: use its script's landmarks instead of tracking it")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="send landmarks (a few kbit/s) instead of video; the receiver renders")
+    p.add_argument("--size", type=_size, default=(640, 480), help="video size (640x480)")
+    p.add_argument("--fps", type=float, default=30.0, choices=(15.0, 24.0, 25.0, 30.0))
+    p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
+                   help="face render resolution (384)")
+    p.add_argument("--codec", choices=("vp8", "h264"), default="vp8",
+                   help="preferred video codec (vp8)")
+    p.add_argument("--duration", type=_positive, help="stop after this many seconds")
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="serve your avatar to a browser over WebRTC (one page)")
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (127.0.0.1; 0.0.0.0 lets the network watch)")
+    p.add_argument("--port", type=_port, default=8080, help="HTTP port (8080)")
+    p.set_defaults(handler=run_serve)
+    return p
+
+
+def add_call_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "call", help="a call between two avatar-cam instances over WebRTC")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--listen", type=_port, metavar="PORT", help="wait for a call on PORT")
+    how.add_argument("--connect", metavar="URL", help="call http://HOST:PORT")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="with --listen: address to listen on (127.0.0.1; 0.0.0.0 for a LAN)")
+    _common(p)
+    p.add_argument("--share-model", action="store_true",
+                   help="landmark-only: let the peer render you with your own model "
+                        "(your photo and face crop cross once; cached by hash)")
+    p.add_argument("--sink", default="virtualcam",
+                   help="where the peer's avatar goes: virtualcam[:BACKEND] | window | "
+                        "file:PATH.mp4 | null (virtualcam)")
+    p.add_argument("--frames", type=int, help="hang up after this many received frames")
+    p.add_argument("--stats-json", type=Path, help="write the call's statistics here")
+    p.set_defaults(handler=run_call)
+    return p
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from .peer import PeerOptions
+
+    return PeerOptions(landmarks_only=args.landmarks_only,
+                       share_model=bool(getattr(args, "share_model", False)),
+                       fps=args.fps, out_size=args.size, resolution=args.resolution,
+                       codec=args.codec)
+
+
+async def _local(args: argparse.Namespace, opts: Any) -> Any:
+    from .. import live
+    from ..person import load_person
+    from .enroll import basis_for
+    from .peer import LocalAvatar
+
+    loop = asyncio.get_running_loop()
+    person = await loop.run_in_executor(None, load_person, args.person)
+    basis = None
+    if opts.landmarks_only:
+        basis = await loop.run_in_executor(None, basis_for, person.neutral, person.crop_size,
+                                           person.folder)
+    live_opts = live.LiveOptions(out_size=args.size, fps=args.fps, resolution=args.resolution,
+                                 track=not (args.no_track and args.camera is None
+                                            and args.video is None))
+    if args.camera is None and args.video is None:
+        source: Any = live.demo_source(person, args.fps, realtime=True)
+    else:
+        source = live.open_source(args.camera, args.video, args.fps, args.loop, realtime=True,
+                                  size=(1280, 720))
+    try:
+        return LocalAvatar(person, source, live_opts, opts, basis)
+    except BaseException:
+        source.close()
+        raise
+
+
+def _quiet() -> None:
+    # aioice logs every connectivity check at INFO.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    _quiet()
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .options import allow_loopback_candidates, configure_loop, wait_awake
+    from .server import AvatarServer
+
+    configure_loop(asyncio.get_running_loop())
+    allow_loopback_candidates()
+    opts = _options(args)
+    local = await _local(args, opts)
+    running = asyncio.ensure_future(local.run())
+    server = AvatarServer(local, opts, args.host, args.port)
+    try:
+        await server.start()
+        log.info("serving %s (%s) at %s -- open it in a browser; Ctrl-C stops",
+                 args.person, opts.mode, server.url)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("listening on %s: anyone who can reach it can watch", args.host)
+        await wait_awake(running, args.duration)
+        if running.done():
+            log.info("the source ended")
+    finally:
+        await server.close()
+        local.stop()
+        await running
+    return 0
+
+
+def run_call(args: argparse.Namespace) -> int:
+    _quiet()
+    return asyncio.run(_call(args))
+
+
+async def _call(args: argparse.Namespace) -> int:
+    from ..sinks import open_sink
+    from .call import Until, connect, listen
+    from .peer import allow_loopback_candidates, configure_loop
+
+    configure_loop(asyncio.get_running_loop())
+    allow_loopback_candidates()
+    opts = _options(args)
+    if args.share_model and not args.landmarks_only:
+        log.warning("--share-model only matters with --landmarks-only; ignored")
+    local = await _local(args, opts)
+    running = asyncio.ensure_future(local.run())
+    sink = None
+    try:
+        sink = open_sink(args.sink, args.size[0], args.size[1], args.fps)
+        until = Until(args.duration, args.frames)
+        if args.listen is not None:
+            stats = await listen(local, opts, sink, args.host, args.listen, until)
+        else:
+            stats = await connect(local, opts, sink, args.connect, until)
+    finally:
+        local.stop()
+        await running
+        if sink is not None:
+            sink.close()
+    stats["sent"] = dict(local.counts)
+    log.info("call ended: %s", json.dumps(stats))
+    if args.stats_json is not None:
+        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+        args.stats_json.write_text(json.dumps(stats, indent=2) + "\n")
+    return 0

@@ -1,0 +1,287 @@
+"""The receiving side: the peer's avatar out to a local sink.
+
+Video: ``VideoReceiver`` pulls decoded frames off the aiortc track and hands each to the
+sink in a worker thread (sinks may block: a virtual camera, a file).
+
+Landmarks only: ``LandmarkReceiver`` decodes packets (on the event loop: microseconds)
+into a jitter buffer; ``JitterSource`` is a pipeline source that samples it at the
+output rate, so the ordinary pipeline (its threads) renders the peer (``build_receiver``)
+through a ``Look``: the conditioning sketch of their landmarks (``raster.rasterize``)
+from the first packet, swapped for their face rendered with their own model once that
+has arrived (the warp renderer over the sender's person for now; their neural generator
+travels in the same bundle). Without a shared model the sketch stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import cv2
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.jitterbuffer import JitterBuffer as JitterBufferBase
+from aiortc.jitterbuffer import JitterFrame
+
+from ..compose import Compositor, make_layout
+from ..person import Person
+from ..pipeline import Pipeline, SourceEndedError
+from ..raster import rasterize
+from ..types import AvatarFrame, Frame, Landmarks
+from .basis import ExpressionBasis
+from .codec import LandmarkDecoder
+from .jitter import JitterBuffer, PlayoutConfig
+from .tracks import read_stamp
+
+
+class MarkerJitterBuffer(JitterBufferBase):
+    """aiortc's video jitter buffer hands a frame on only when the *next* frame's first
+    packet arrives, a frame interval late; this one also hands it on at the frame's last
+    packet (the RTP marker bit, which aiortc and browsers set), as browsers do."""
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list[Any] = []
+        timestamp = None
+        origin = self._origin
+        if origin is None:
+            return None
+        for count in range(self.capacity):
+            packet = self._packets[(origin + count) % self._capacity]
+            if packet is None:
+                return None
+            if timestamp is not None and packet.timestamp != timestamp:
+                self.remove(count)  # the next frame began: this one is complete
+                return JitterFrame(b"".join(p._data for p in packets), timestamp)
+            timestamp = packet.timestamp
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(b"".join(p._data for p in packets), timestamp)
+        return None
+
+
+def fast_video_frames(pc: Any) -> int:
+    """Give each video receiver of ``pc`` a MarkerJitterBuffer; returns how many.
+
+    aiortc keeps the buffer in a private attribute: where that changes, nothing is
+    replaced (and tests/test_webrtc.py says so) rather than anything breaking.
+    """
+    done = 0
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        name = "_RTCRtpReceiver__jitter_buffer"
+        old = getattr(receiver, name, None)
+        if transceiver.kind == "video" and type(old) is JitterBufferBase:
+            setattr(receiver, name, MarkerJitterBuffer(capacity=old.capacity, is_video=True))
+            done += 1
+    return done
+
+
+class VideoReceiver:
+    """Frames of a remote video track -> ``sink`` (resized to ``size``)."""
+
+    def __init__(self, track: MediaStreamTrack, sink: object, size: tuple[int, int],
+                 read_stamps: bool = False) -> None:
+        self.track = track
+        self.sink = sink
+        self.size = size
+        self.read_stamps = read_stamps
+        self.frames = 0
+        self.first_size: tuple[int, int] | None = None
+        self.arrivals: list[tuple[int | None, int]] = []  # (stamp, arrival ns), stamped runs
+
+    async def run(self) -> None:
+        """Until the track ends."""
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.monotonic_ns()
+            image = await asyncio.to_thread(self._deliver, frame, arrived)
+            if self.read_stamps and len(self.arrivals) < 100_000:
+                self.arrivals.append((read_stamp(image), arrived))
+
+    def _deliver(self, frame: object, arrived: int) -> np.ndarray:
+        image: np.ndarray = frame.to_ndarray(format="bgr24")  # type: ignore[attr-defined]
+        if self.first_size is None:
+            self.first_size = (image.shape[1], image.shape[0])
+        out = image
+        if (image.shape[1], image.shape[0]) != self.size:
+            out = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+        self.sink.send(AvatarFrame(self.frames, arrived, out))  # type: ignore[attr-defined]
+        self.frames += 1
+        return image
+
+
+class LandmarkReceiver:
+    """Packets -> decoded, dequantized frames in a jitter buffer (thread-safe sampling)."""
+
+    def __init__(self, basis: ExpressionBasis, config: PlayoutConfig | None = None) -> None:
+        self.basis = basis
+        self.decoder = LandmarkDecoder(basis)
+        self.buffer = JitterBuffer(basis.analyze(basis.neutral), config)
+        self._lock = threading.Lock()
+        self.arrivals: dict[int, int] = {}  # sender t_ms -> arrival ns (last 4096)
+
+    @property
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return self.decoder.counts + self.buffer.counts
+
+    def push(self, data: bytes, now_ns: int | None = None) -> None:
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        with self._lock:
+            for f in self.decoder.push(data):
+                self.buffer.push(f.seq, f.t_ms, self.basis.dequantize(f.q), now_ns / 1e6)
+                if not f.recovered:
+                    self.arrivals[f.t_ms] = now_ns
+                    if len(self.arrivals) > 4096:
+                        del self.arrivals[next(iter(self.arrivals))]
+
+    def sample(self, now_ns: int) -> tuple[np.ndarray, str, float, float]:
+        """(478, 3) landmarks to show at local ``now_ns``, the playout state, the local
+        time (ns) at which the shown sender instant was captured (estimated: it assumes
+        the fastest packet took no time), and that instant in sender milliseconds."""
+        with self._lock:
+            s = self.buffer.sample(now_ns / 1e6)
+            transit = min(self.buffer._transit) if self.buffer._transit else 0.0
+        captured = (s.t_sender_ms + transit) * 1e6 if np.isfinite(s.t_sender_ms) else now_ns
+        return self.basis.synthesize(s.params), s.state, float(captured), s.t_sender_ms
+
+
+class JitterSource:
+    """A pipeline source: the receiver's landmarks at ``fps``, as a frame's ``truth``."""
+
+    def __init__(self, receiver: LandmarkReceiver, fps: float = 30.0) -> None:
+        self.receiver = receiver
+        self.fps = fps
+        w, h = receiver.basis.size
+        # The pipeline reads only the image's size when it drives from ``truth``.
+        self._image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))
+        self._seq = 0
+        self._t0: float | None = None
+        self._closed = False
+        self.states: Counter[str] = Counter()
+        self.shown: dict[int, float] = {}  # frame seq -> sender ms shown (last 4096)
+
+    def read(self) -> Frame:
+        if self._closed:
+            raise SourceEndedError("landmark stream closed")
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        due = self._t0 + self._seq / self.fps
+        if due > now:
+            time.sleep(due - now)
+        elif now - due > 0.5:  # a stall: re-anchor rather than burst
+            self._t0, self._seq = now, 0
+        points, state, captured, t_sender = self.receiver.sample(time.monotonic_ns())
+        self.states[state] += 1
+        self.shown[self._seq] = t_sender
+        if len(self.shown) > 4096:
+            del self.shown[next(iter(self.shown))]
+        frame = Frame(self._seq, int(captured), self._image, truth=points)
+        self._seq += 1
+        return frame
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class PassThrough:
+    """The adapter stage of a receiver: the sender's adapter already did the work."""
+
+    def __init__(self, neutral: np.ndarray, size: tuple[int, int]) -> None:
+        self._neutral = neutral
+        self._size = size
+
+    def drive(self, lm: Landmarks | None, seq: int, t_capture_ns: int) -> Landmarks:
+        return lm if lm is not None else Landmarks(seq, t_capture_ns, self._neutral, self._size)
+
+    def close(self) -> None:
+        pass
+
+
+class SketchRenderer:
+    """Without the sender's model: the conditioning sketch of the received landmarks."""
+
+    def __init__(self, resolution: int) -> None:
+        self.resolution = resolution
+
+    def render(self, lm: Landmarks) -> np.ndarray:
+        return rasterize(lm.points, lm.size, self.resolution)
+
+    def close(self) -> None:
+        pass
+
+
+class Look:
+    """The receiver's renderer and compositor as one swappable pair: the call starts with
+    the sketch and switches to the sender's face when their model has arrived (``use``),
+    without stopping the pipeline. Both calls come from the pipeline's render thread."""
+
+    def __init__(self, renderer: Any, compositor: Compositor) -> None:
+        self._pair = (renderer, compositor)
+        self._retired: list[Any] = []
+        self._lock = threading.Lock()
+        self._face_for: Any = compositor
+
+    def use(self, renderer: Any, compositor: Compositor) -> None:
+        with self._lock:
+            self._retired.extend(self._pair)
+            self._pair = (renderer, compositor)
+
+    def render(self, lm: Landmarks) -> np.ndarray:
+        with self._lock:
+            renderer, self._face_for = self._pair
+        return np.asarray(renderer.render(lm))
+
+    def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
+                face_found: bool = True) -> AvatarFrame:
+        # The compositor that goes with the renderer that drew this face.
+        compositor: Compositor = self._face_for
+        return compositor.compose(face, seq, t_capture_ns, face_found)
+
+    def close(self) -> None:
+        with self._lock:
+            stages = [*self._pair, *self._retired]
+        for stage in stages:
+            stage.close()
+
+
+def sketch_look(basis: ExpressionBasis, out_size: tuple[int, int], resolution: int
+                ) -> tuple[Any, Compositor]:
+    """The conditioning sketch of the landmarks on black: no model needed."""
+    side = basis.size[0]
+    blank = np.zeros((side, side, 3), np.uint8)
+    layout = make_layout(blank, np.array([[1.0, 0, 0], [0, 1.0, 0]]), side, out_size,
+                         "plain", plain_color=(0, 0, 0))
+    return SketchRenderer(resolution), Compositor(layout)
+
+
+def person_look(person: Person, out_size: tuple[int, int], resolution: int
+                ) -> tuple[Any, Compositor]:
+    """The sender's face from their own model (the warp renderer over their crop for now;
+    their neural generator travels in the same bundle for when the receiver uses it)."""
+    from ..render.warp import WarpRenderer
+
+    renderer = WarpRenderer(person.crop, person.neutral, resolution=resolution)
+    layout = make_layout(person.photo, person.crop_to_photo, person.crop_size, out_size,
+                         "photo")
+    return renderer, Compositor(layout)
+
+
+def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: float = 30.0,
+                   frames: int | None = None) -> Pipeline:
+    """A pipeline that renders the received landmarks through ``look`` into ``sink``."""
+    basis = receiver.basis
+    source = JitterSource(receiver, fps)
+    adapter = PassThrough(basis.neutral, basis.size)
+    return Pipeline(source, None, adapter, look, look,
+                    sink, fps=fps, frames=frames, pace=True)  # type: ignore[arg-type]

@@ -1,0 +1,492 @@
+"""WebRTC calls: two real aiortc peers in one process over loopback (video, and landmarks
+only with the model exchange), the model bundle's checks, and the CLI wiring."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import struct
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from avatar_cam import live
+from avatar_cam.capture import SyntheticSource
+from avatar_cam.person import Person, load_person
+from avatar_cam.types import AvatarFrame
+from avatar_cam.webrtc.basis import BASIS_FILE, ExpressionBasis
+from avatar_cam.webrtc.enroll import learn_basis
+from avatar_cam.webrtc.model_share import (
+    CHUNK_BYTES,
+    BundleError,
+    Incoming,
+    ModelCache,
+    Outgoing,
+    parse_manifest,
+)
+
+OUT = (320, 240)
+
+
+class RecordingSink:
+    """Keeps what a peer renders (a stand-in for a virtual camera, checked by the tests)."""
+
+    def __init__(self) -> None:
+        self.first: list[AvatarFrame] = []  # the first 60
+        self.last: deque[AvatarFrame] = deque(maxlen=30)
+        self.count = 0
+
+    def send(self, frame: AvatarFrame) -> None:
+        if frame.image.shape != (OUT[1], OUT[0], 3) or frame.image.dtype != np.uint8:
+            raise ValueError(f"bad frame {frame.image.shape}")
+        if len(self.first) < 60:
+            self.first.append(frame)
+        self.last.append(frame)
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def person() -> Person:
+    return load_person("demo")
+
+
+@pytest.fixture(scope="module")
+def basis(person: Person) -> ExpressionBasis:
+    b = learn_basis(person.neutral, (person.crop_size, person.crop_size))
+    return ExpressionBasis.from_bytes(b.to_bytes())
+
+
+def _local(person: Person, opts: Any, basis: ExpressionBasis | None = None) -> Any:
+    from avatar_cam.webrtc.peer import LocalAvatar
+
+    # The script's landmarks drawn as dots: cheap, and no tracker needed (track=False).
+    neutral = (person.neutral * (256 / person.crop_size)).astype(np.float32)
+    source = SyntheticSource(neutral, (256, 256), fps=30.0)
+    live_opts = live.LiveOptions(out_size=OUT, fps=30.0, resolution=256, track=False)
+    return LocalAvatar(person, source, live_opts, opts, basis)
+
+
+async def _call(a: Any, b: Any, seconds: float, until: Any = None) -> None:
+    offer = await a.create_offer()
+    answer = await b.accept_offer(offer)
+    await a.accept_answer(answer)
+    await a.wait_connected(15.0)
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end and not (until is not None and until()):
+        await asyncio.sleep(0.1)
+
+
+def _setup_loop() -> None:
+    from avatar_cam.webrtc.peer import allow_loopback_candidates, configure_loop
+
+    configure_loop(asyncio.get_running_loop())
+    allow_loopback_candidates()
+
+
+def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
+    from avatar_cam.webrtc.peer import Peer, PeerOptions
+
+    async def main() -> dict[str, Any]:
+        _setup_loop()
+        opts = PeerOptions(out_size=OUT, stamp=True)
+        la, lb = _local(person, opts), _local(person, opts)
+        runs = [asyncio.ensure_future(x.run()) for x in (la, lb)]
+        sa, sb = RecordingSink(), RecordingSink()
+        a, b = Peer(la, sa, opts), Peer(lb, sb, opts)
+        try:
+            await _call(a, b, 12.0, lambda: min(sa.count, sb.count) >= 45)
+            lat = [(ns - lb.slot.sent_at[s]) / 1e6 for s, ns in a.video_rx.arrivals
+                   if s is not None and s in lb.slot.sent_at]
+            buffers = [type(t.receiver._RTCRtpReceiver__jitter_buffer).__name__
+                       for t in a.pc.getTransceivers()]
+            return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "lat": lat,
+                    "buffers": buffers,
+                    "size": a.video_rx.first_size, "stamped": len(a.video_rx.arrivals)}
+        finally:
+            await a.close()
+            await b.close()
+            la.stop()
+            lb.stop()
+            await asyncio.gather(*runs)
+
+    r = asyncio.run(main())
+    assert r["a"]["frames_received"] >= 45 and r["b"]["frames_received"] >= 45
+    assert r["size"] == OUT  # the sender's frames, at their size
+    # Frames are handed on at their last packet, not a frame later (aiortc's default).
+    assert r["buffers"] == ["MarkerJitterBuffer"]
+    # Every received frame carries the number stamped at the sender: match them up.
+    assert len(r["lat"]) >= 0.9 * r["stamped"]
+    lat = np.array(r["lat"])
+    assert (lat > 0).all()
+    assert np.median(lat) < 2000  # live frames, not a backlog (speed is benchmarked)
+    frames = r["sa"].first
+    assert not np.array_equal(frames[5].image, frames[40].image)  # moving, not frozen
+
+
+def test_landmark_call_model_exchange_and_cache(person: Person, basis: ExpressionBasis,
+                                                tmp_path: Path) -> None:
+    from avatar_cam.webrtc.peer import Peer, PeerOptions
+
+    cache_a, cache_b = tmp_path / "cache-a", tmp_path / "cache-b"
+
+    async def session(share: bool, seconds: float) -> dict[str, Any]:
+        _setup_loop()
+        oa = PeerOptions(landmarks_only=True, share_model=False, out_size=OUT, resolution=256,
+                         cache_root=cache_a)
+        ob = PeerOptions(landmarks_only=True, share_model=share, out_size=OUT, resolution=256,
+                         cache_root=cache_b)
+        la, lb = _local(person, oa, basis), _local(person, ob, basis)
+        runs = [asyncio.ensure_future(x.run()) for x in (la, lb)]
+        sa, sb = RecordingSink(), RecordingSink()
+        a, b = Peer(la, sa, oa), Peer(lb, sb, ob)
+        try:
+            await _call(a, b, seconds, lambda: a.remote_person is not None)
+            await asyncio.sleep(1.5)  # frames with the faces
+            known = dict(a.landmark_rx.decoder._known) if a.landmark_rx else {}
+            return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "known": known,
+                    "sent": dict(lb.encoder.recent), "bundles": lb.bundles(),
+                    "person_a": a.remote_person, "counts": dict(lb.counts)}
+        finally:
+            await a.close()
+            await b.close()
+            la.stop()
+            lb.stop()
+            await asyncio.gather(*runs)
+
+    first = asyncio.run(session(share=True, seconds=30.0))
+    model_digest = next(x.manifest.digest for x in first["bundles"] if x.manifest.kind == "model")
+    assert first["a"]["remote_model"] == model_digest
+    assert first["a"]["model_received"] == 1 and first["a"]["basis_received"] == 1
+    folder = cache_a / model_digest / person.name
+    for f in next(x.manifest for x in first["bundles"] if x.manifest.kind == "model").files:
+        assert hashlib.sha256((folder / f.name).read_bytes()).hexdigest() == f.sha256
+    assert first["person_a"] is not None and first["person_a"].folder == folder
+    assert first["person_a"].owner is not None  # the owner's signature checked on arrival
+    assert first["a"]["remote_owner"] == person.owner.describe()
+    assert first["b"]["remote_model"] is None  # a did not share: b sees a's sketch
+    assert first["sa"].count >= 40 and first["sb"].count >= 40
+    assert np.mean(first["sb"].last[-1].image < 10) > 0.5
+    # What the receiver decoded is exactly what the sender encoded.
+    matched = [s for s in first["known"] if s & 0xFFFF in first["sent"]]
+    assert len(matched) >= 10
+    for s in matched:
+        np.testing.assert_array_equal(first["known"][s][0], first["sent"][s & 0xFFFF])
+    assert first["a"].get("landmarks_malformed", 0) == 0
+    assert first["counts"]["packets_sent"] > 40
+    assert first["counts"]["bytes_sent"] / first["counts"]["packets_sent"] <= 33
+    start, end = first["sa"].first[0].image, [f.image for f in first["sa"].last]
+    assert np.mean(start < 10) > 0.5  # the sketch on black until the model is in...
+    assert np.mean(end[-1] < 10) < 0.2  # ...then the sender's face on their photo
+    assert any(not np.array_equal(end[-1], im) for im in end[:-1])  # moving
+    # A second call: the model is cached by hash, nothing crosses again.
+    second = asyncio.run(session(share=True, seconds=30.0))
+    assert second["a"].get("model_from_cache") == 1 and second["a"].get("basis_from_cache") == 1
+    assert "model_received" not in second["a"]
+
+
+def test_landmark_call_without_shared_model_renders_the_sketch(person: Person,
+                                                               basis: ExpressionBasis,
+                                                               tmp_path: Path) -> None:
+    from avatar_cam.webrtc.peer import Peer, PeerOptions
+
+    async def main() -> dict[str, Any]:
+        _setup_loop()
+        opts = PeerOptions(landmarks_only=True, out_size=OUT, resolution=256,
+                           cache_root=tmp_path)
+        lb = _local(person, opts, basis)
+        run = asyncio.ensure_future(lb.run())
+        sink = RecordingSink()
+        a, b = Peer(None, sink, opts), Peer(lb, None, opts)  # one way: b sends, a watches
+        try:
+            await _call(a, b, 15.0, lambda: sink.count >= 20)
+            return {"a": a.stats(), "person": a.remote_person, "sink": sink}
+        finally:
+            await a.close()
+            await b.close()
+            lb.stop()
+            await run
+
+    r = asyncio.run(main())
+    assert r["person"] is None and r["a"]["remote_model"] is None
+    assert not any(tmp_path.rglob("photo.png"))  # nothing of the sender's face crossed
+    image = r["sink"].last[-1].image
+    colours = {tuple(int(c) for c in px) for px in image.reshape(-1, 3)[::7]}
+    assert (255, 255, 255) in colours  # the face oval of the conditioning sketch
+    assert np.mean(image < 10) > 0.5  # on black
+    assert r["sink"].count >= 20
+
+
+def test_call_mode_mismatch_is_refused_with_a_fix(person: Person, basis: ExpressionBasis) -> None:
+    from avatar_cam.webrtc.call import Until, connect, listen
+    from avatar_cam.webrtc.peer import CallError, PeerOptions
+
+    async def main() -> str:
+        _setup_loop()
+        video, marks = PeerOptions(out_size=OUT), PeerOptions(landmarks_only=True, out_size=OUT)
+        ready: asyncio.Future[int] = asyncio.Future()
+        la = _local(person, video)
+        lb = _local(person, marks, basis)
+        listener = asyncio.ensure_future(
+            listen(la, video, RecordingSink(), "127.0.0.1", 0, Until(duration_s=1), ready))
+        port = await ready
+        try:
+            await connect(lb, marks, RecordingSink(), f"http://127.0.0.1:{port}", Until(1))
+        except CallError as exc:
+            return str(exc)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            for local in (la, lb):
+                local.stop()
+                await local.run()
+        return "connected"
+
+    message = asyncio.run(main())
+    assert "refused" in message and "--landmarks-only" in message
+
+
+def test_connect_to_nothing_is_a_clear_error(person: Person) -> None:
+    from avatar_cam.webrtc.call import Until, connect
+    from avatar_cam.webrtc.peer import CallError, PeerOptions
+
+    async def main() -> None:
+        _setup_loop()
+        opts = PeerOptions(out_size=OUT)
+        local = _local(person, opts)
+        try:
+            await connect(local, opts, RecordingSink(), "http://127.0.0.1:9", Until(1))
+        finally:
+            local.stop()
+            await local.run()
+
+    with pytest.raises(CallError, match="cannot reach"):
+        asyncio.run(main())
+
+
+# -- the model bundle on its own ---------------------------------------------------------
+
+def _bundle(tmp_path: Path) -> Outgoing:
+    folder = tmp_path / "src" / "alice"
+    folder.mkdir(parents=True)
+    (folder / "person.json").write_text('{"version": 1}')
+    (folder / "weights.bin").write_bytes(np.random.default_rng(0).bytes(3 * CHUNK_BYTES + 123))
+    (folder / ".hidden").write_text("not sent")
+    (folder / "heldout").mkdir()
+    (folder / "heldout" / "0.png").write_bytes(_png(8, 8))
+    return Outgoing.from_folder("model", "alice", folder)
+
+
+def _png(w: int, h: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">II", w, h) \
+        + bytes(5)
+
+
+def test_bundle_round_trip_verified_and_cached(tmp_path: Path) -> None:
+    out = _bundle(tmp_path)
+    assert [f.name for f in out.manifest.files] == ["heldout/0.png", "person.json",
+                                                    "weights.bin"]
+    cache = ModelCache(tmp_path / "cache")
+    assert cache.lookup(out.manifest) is None
+    incoming = Incoming(parse_manifest(json.loads(json.dumps(out.manifest.to_json()))), cache)
+    chunks = list(out.chunks())
+    assert len(chunks) == out.manifest.n_chunks == 4
+    for chunk in reversed(chunks):  # any order
+        incoming.add(chunk)
+    incoming.add(chunks[0])  # a duplicate is harmless
+    folder = incoming.finish()
+    assert folder == tmp_path / "cache" / out.manifest.digest / "alice"
+    sent = (tmp_path / "src/alice/weights.bin").read_bytes()
+    assert (folder / "weights.bin").read_bytes() == sent
+    assert (folder / "heldout/0.png").read_bytes() == _png(8, 8)
+    assert cache.lookup(out.manifest) == folder
+    assert not list((tmp_path / "cache").glob(".incoming-*"))
+    (folder / "weights.bin").write_bytes(b"tampered")
+    assert cache.lookup(out.manifest) is None  # re-hashed on every lookup
+
+
+def test_bundle_rejects_bad_chunks_and_bad_content(tmp_path: Path) -> None:
+    out = _bundle(tmp_path)
+    cache = ModelCache(tmp_path / "cache")
+    incoming = Incoming(out.manifest, cache)
+    chunks = list(out.chunks())
+    header, body = chunks[1][:16], chunks[1][16:]
+    for bad, reason in ((b"junk", "chunk_header"), (header[:12] + struct.pack(">I", 99) + body,
+                                                     "chunk_index"),
+                        (header + body[:-1], "chunk_size"),
+                        (b"ACM1" + bytes(8) + header[12:] + body, "chunk_header")):
+        with pytest.raises(BundleError) as info:
+            incoming.add(bad)
+        assert info.value.reason == reason
+    for chunk in chunks[:-1]:
+        incoming.add(chunk)
+    last = bytearray(chunks[-1])
+    last[-1] ^= 1  # a flipped bit in the data: the file hash catches it
+    incoming.add(bytes(last))
+    with pytest.raises(BundleError, match="hash"):
+        incoming.finish()
+    assert not (tmp_path / "cache" / out.manifest.digest).exists()
+    assert not list((tmp_path / "cache").glob(".*"))  # temporary files cleaned up
+
+
+@pytest.mark.parametrize("manifest", [
+    None, {}, {"format": 2}, {"format": 1, "kind": "model", "name": "a", "files": []},
+    {"format": 1, "kind": "exe", "name": "a", "files": [["x", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "../a", "files": [["x", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["../x", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x/../../y", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["/etc/x", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x//y", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [[".ssh/x", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["a/b/c/d/e", 1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", -1, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", 1 << 40, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", True, "0" * 64]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", 1, "zz"]]},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", 1, "0" * 64]] * 2},
+    {"format": 1, "kind": "model", "name": "a", "files": [["x", 1, "0" * 64, 5]]},
+])
+def test_manifest_checks(manifest: Any) -> None:
+    with pytest.raises(BundleError):
+        parse_manifest(manifest)
+
+
+def test_png_bombs_are_refused(tmp_path: Path) -> None:
+    from avatar_cam.webrtc.model_share import check_file
+
+    (tmp_path / "big.png").write_bytes(_png(100_000, 100_000))
+    with pytest.raises(BundleError, match="100000x100000"):
+        check_file(tmp_path / "big.png")
+    (tmp_path / "fake.png").write_bytes(b"GIF89a" + bytes(30))
+    with pytest.raises(BundleError):
+        check_file(tmp_path / "fake.png")
+
+
+def test_model_channel_drops_garbage(tmp_path: Path, basis: ExpressionBasis) -> None:
+    from avatar_cam.webrtc.exchange import ModelExchange
+
+    class Channel:  # records what the exchange answers; a stand-in for the data channel
+        readyState = "open"
+        bufferedAmount = 0
+
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def send(self, message: Any) -> None:
+            self.sent.append(message)
+
+    async def main() -> tuple[ModelExchange, Channel]:
+        spawned: list[Any] = []
+        ex = ModelExchange(ModelCache(tmp_path), [], False,
+                           lambda c: spawned.append(asyncio.ensure_future(c)))
+        ch = Channel()
+        big = Outgoing("basis", "x", {BASIS_FILE: bytes(2 << 20)}).manifest.to_json()
+        wrong = Outgoing("basis", "x", {"photo.png": b"1"}).manifest.to_json()
+        for message in (b"\x00" * 40, "{", "[" * 5000, "x" * 100_000, json.dumps([1]),
+                        json.dumps({"type": "offer", "manifest": big}),
+                        json.dumps({"type": "offer", "manifest": wrong}),
+                        json.dumps({"type": "want", "digest": "0" * 64}), 5):
+            ex._on_control(ch, message)  # type: ignore[arg-type]
+        good = Outgoing("basis", "x", {BASIS_FILE: basis.to_bytes()})
+        ex._on_control(ch, json.dumps({"type": "offer", "manifest": good.manifest.to_json()}))
+        ex._on_control(ch, json.dumps({"type": "offer", "manifest": good.manifest.to_json()}))
+        while not ch.sent:  # the cache is looked up off the event loop, then "want"
+            await asyncio.sleep(0.01)
+        for chunk in good.chunks():
+            ex._on_control(ch, chunk)  # type: ignore[arg-type]
+        await asyncio.wait_for(ex.basis, 10)
+        await asyncio.gather(*spawned)
+        return ex, ch
+
+    ex, ch = asyncio.run(main())
+    dropped = sum(v for k, v in ex.counts.items() if k.startswith("dropped_"))
+    assert dropped == 10 and ex.counts["dropped_repeat_offer"] == 1
+    assert ex.counts["dropped_manifest"] == 2 and ex.counts["dropped_chunk_unexpected"] == 1
+    assert ex.basis.result() is not None and ex.basis.result().digest == basis.digest
+    assert [json.loads(m)["type"] for m in ch.sent] == ["want", "done"]
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def test_cli_wiring() -> None:
+    from avatar_cam.webrtc.commands import add_call_parser, add_serve_parser, run_call, run_serve
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_parser(sub)
+    add_call_parser(sub)
+    args = parser.parse_args(["serve", "--landmarks-only", "--port", "0"])
+    assert args.handler is run_serve and args.host == "127.0.0.1" and args.landmarks_only
+    args = parser.parse_args(["call", "--connect", "http://127.0.0.1:1", "--share-model",
+                              "--sink", "null"])
+    assert args.handler is run_call and args.share_model and args.listen is None
+    for bad in (["call"], ["call", "--listen", "1", "--connect", "x"],
+                ["serve", "--camera", "0", "--video", "x.mp4"], ["serve", "--port", "70000"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`call --listen` and `call --connect` as the CLI runs them (two event loops)."""
+    import socket
+    import threading
+
+    from avatar_cam.webrtc.commands import add_call_parser
+
+    parser = argparse.ArgumentParser()
+    add_call_parser(parser.add_subparsers(dest="command"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # received bundles go here
+    common = ["--no-track", "--landmarks-only", "--sink", "null", "--size", "320x240",
+              "--resolution", "256", "--duration", "4"]
+    listener = parser.parse_args(["call", "--listen", "28765", *common,
+                                  "--stats-json", str(tmp_path / "a.json")])
+    caller = parser.parse_args(["call", "--connect", "http://127.0.0.1:28765", *common,
+                                "--stats-json", str(tmp_path / "b.json")])
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(listener.handler(listener)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the listener may learn a basis first
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", 28765)) == 0:
+                break
+        time.sleep(0.2)
+    codes.append(caller.handler(caller))
+    thread.join(60)
+    assert codes == [0, 0]
+    for name in ("a.json", "b.json"):
+        stats = json.loads((tmp_path / name).read_text())
+        assert stats["mode"] == "landmarks" and stats["sent"]["packets_sent"] > 0
+        assert stats.get("landmarks_decoded", 0) > 0
+
+
+def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
+    from aiortc.rtp import RtpPacket
+
+    from avatar_cam.webrtc.receive import MarkerJitterBuffer
+
+    def packet(seq: int, ts: int, marker: bool) -> RtpPacket:
+        p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=ts)
+        p._data = bytes([seq])  # type: ignore[attr-defined]
+        return p
+
+    jb = MarkerJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(packet(100, 3000, False))[1] is None
+    frame = jb.add(packet(101, 3000, True))[1]  # the marker completes the frame now
+    assert frame is not None and frame.data == bytes([100, 101]) and frame.timestamp == 3000
+    assert jb.add(packet(103, 6000, True))[1] is None  # 102 missing: wait for it
+    frame = jb.add(packet(102, 6000, False))[1]
+    assert frame is not None and frame.data == bytes([102, 103])
+    assert jb.add(packet(104, 9000, False))[1] is None  # its marker packet is lost...
+    frame = jb.add(packet(106, 12000, False))[1]
+    assert frame is None  # (a gap at 105: nothing is complete)
+    frame = jb.add(packet(105, 9000, False))[1]  # ...the next frame's start completes it
+    assert frame is not None and frame.data == bytes([104, 105]) and frame.timestamp == 9000
