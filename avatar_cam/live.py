@@ -78,17 +78,25 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
     renderer = WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
     layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
                          opts.out_size, opts.background)
-    compositor = Compositor(layout, label=_label(opts), **_watermark(person, opts.out_size))
+    compositor = Compositor(layout, label=label_for(opts),
+                            **watermark_for(person, opts.out_size))
     sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
     return Pipeline(source, tracker, adapter, renderer, compositor, sink,  # type: ignore[arg-type]
                     fps=opts.fps, frames=opts.frames, pace=opts.pace, on_frame=on_frame)
 
 
-def _label(opts: LiveOptions) -> Label | None:
-    return Label(opts.label_corner, opts.label_size) if opts.label else None
+def label_for(opts: LiveOptions, owner: str | None = None) -> Label | None:
+    """The visible badge; names the model's owner where a receiver renders someone else."""
+    if not opts.label:
+        return None
+    text = "AI avatar"
+    if owner:
+        name = "".join(c for c in owner if c.isascii() and c.isprintable())[:24].strip()
+        text = f"AI avatar of {name}" if name else text
+    return Label(opts.label_corner, opts.label_size, text=text)
 
 
-def _watermark(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
+def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
     """The marker and its payload: this model's fingerprint and the current minute."""
     fingerprint = model_fingerprint(person.folder)
     marker = Watermarker(make_payload(fingerprint, minute_now()))

@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from honesty_checks import label_visible
 
 from avatar_cam import live
 from avatar_cam.capture import SyntheticSource
+from avatar_cam.honesty.detection import detect
+from avatar_cam.honesty.signing import model_fingerprint
 from avatar_cam.person import Person, load_person
 from avatar_cam.types import AvatarFrame
 from avatar_cam.webrtc.basis import BASIS_FILE, ExpressionBasis
@@ -130,6 +133,10 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
     assert np.median(lat) < 2000  # live frames, not a backlog (speed is benchmarked)
     frames = r["sa"].first
     assert not np.array_equal(frames[5].image, frames[40].image)  # moving, not frozen
+    # What the peer received over VP8 still says it is synthetic: label and watermark.
+    assert label_visible(frames[40].image)
+    mark = detect([f.image for f in frames[10:40]])
+    assert mark.found and mark.fingerprint == model_fingerprint(person.folder)
 
 
 def test_landmark_call_model_exchange_and_cache(person: Person, basis: ExpressionBasis,
@@ -187,6 +194,12 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
     assert np.mean(start < 10) > 0.5  # the sketch on black until the model is in...
     assert np.mean(end[-1] < 10) < 0.2  # ...then the sender's face on their photo
     assert any(not np.array_equal(end[-1], im) for im in end[:-1])  # moving
+    # The receiver's render says it is synthetic and whose model it is.
+    owner_label = live.label_for(live.LiveOptions(), person.owner.name)
+    assert owner_label is not None and person.owner.name[:10] in owner_label.text
+    assert label_visible(end[-1], owner_label)
+    mark = detect(end)
+    assert mark.found and mark.fingerprint == model_fingerprint(folder)
     # A second call: the model is cached by hash, nothing crosses again.
     second = asyncio.run(session(share=True, seconds=30.0))
     assert second["a"].get("model_from_cache") == 1 and second["a"].get("basis_from_cache") == 1

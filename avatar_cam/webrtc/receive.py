@@ -27,6 +27,7 @@ from aiortc.jitterbuffer import JitterBuffer as JitterBufferBase
 from aiortc.jitterbuffer import JitterFrame
 
 from ..compose import Compositor, make_layout
+from ..live import LiveOptions, label_for, watermark_for
 from ..person import Person
 from ..pipeline import Pipeline, SourceEndedError
 from ..raster import rasterize
@@ -262,7 +263,8 @@ def sketch_look(basis: ExpressionBasis, out_size: tuple[int, int], resolution: i
     blank = np.zeros((side, side, 3), np.uint8)
     layout = make_layout(blank, np.array([[1.0, 0, 0], [0, 1.0, 0]]), side, out_size,
                          "plain", plain_color=(0, 0, 0))
-    return SketchRenderer(resolution), Compositor(layout)
+    # A sketch is plainly not a face: labelled, not watermarked (it carries no model).
+    return SketchRenderer(resolution), Compositor(layout, label=label_for(LiveOptions()))
 
 
 def person_look(person: Person, out_size: tuple[int, int], resolution: int
@@ -274,7 +276,10 @@ def person_look(person: Person, out_size: tuple[int, int], resolution: int
     renderer = WarpRenderer(person.crop, person.neutral, resolution=resolution)
     layout = make_layout(person.photo, person.crop_to_photo, person.crop_size, out_size,
                          "photo")
-    return renderer, Compositor(layout)
+    # Every frame we make says it is synthetic, here too, and whose model it is.
+    owner = person.owner.name if person.owner is not None else None
+    return renderer, Compositor(layout, label=label_for(LiveOptions(), owner),
+                                **watermark_for(person, out_size))
 
 
 def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: float = 30.0,
