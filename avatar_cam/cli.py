@@ -7,7 +7,6 @@ error ends in one line naming the problem and the fix, and exit status 2.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import os
@@ -64,8 +63,9 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo")
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
-    p.add_argument("--renderer", choices=("warp",), default="warp",
-                   help="warp: piecewise-affine warp of the enrollment photo")
+    p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="warp",
+                   help="warp (default): piecewise-affine warp of the enrollment photo; "
+                        "neural: the person's trained generator; auto: neural when trained")
     p.add_argument("--stats-json", type=Path, help="write run statistics as JSON here")
     p.add_argument("--label-corner", choices=("tl", "tr", "bl", "br"), default="br",
                    help="corner of the visible 'AI avatar' label (br)")
@@ -101,13 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read the video as fast as possible instead of in real time")
     _add_output_args(run, default_sink="virtualcam")
 
-    cal = sub.add_parser("calibrate", help="enroll a person from photos")
-    cal.add_argument("name", help="the person's name (letters, digits, _ - .)")
-    cal.add_argument("--images", type=Path, nargs="+", required=True, metavar="PHOTO")
-    cal.add_argument("--consent", required=True, metavar="STATEMENT",
-                     help='who is pictured and that they agree, e.g. "I am Alice and these '
-                          'are photos of me"; recorded in the model and its signature')
-    cal.add_argument("--owner", help="owner named in the signed model (default: your login)")
+    from .calibrate.commands import add_parsers as add_calibrate_parsers
+
+    add_calibrate_parsers(sub)  # calibrate, evaluate, metatrain, prepare
 
     sub.add_parser("devices", help="list cameras and virtual-camera backends")
 
@@ -172,7 +168,8 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
         bar.close()
         live.close_all(pipeline)
     summary = stats.summary()
-    summary.update(person=person_name, sink=sink, renderer=opts.renderer,
+    summary.update(person=person_name, sink=sink,
+                   renderer=live.renderer_kind(person, opts.renderer),
                    resolution=opts.resolution, tracked=opts.track, label=opts.label,
                    watermark=True)
     if not opts.label:
@@ -221,28 +218,6 @@ class _ContactSheet:
         return bool(cv2.imwrite(str(path), np.vstack(rows)))
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    from .calibrate.ingest import enroll_photos
-    from .errors import AvatarCamError
-    from .honesty.signing import sign_model
-    from .person import save_person
-    from .tracking import MediaPipeTracker
-
-    consent = args.consent.strip()
-    if len(consent) < 8:
-        raise AvatarCamError("the consent statement is too short",
-                             'say who is pictured and that they agree, e.g. --consent '
-                             '"I am Alice and these are photos of me"')
-    owner = args.owner or getpass.getuser()
-    with MediaPipeTracker(static=True, smoothing=None) as tracker:
-        person = enroll_photos(args.name, args.images, tracker.track)
-    person.meta.update(owner=owner, consent=consent)
-    folder = save_person(person, sign=lambda tmp: sign_model(tmp, owner, consent))
-    log.info("enrolled %s from %s into %s, signed by %s", args.name,
-             person.meta["warp_source"], folder, owner)
-    return 0
-
-
 def _devices(_args: argparse.Namespace) -> int:
     from .capture import list_cameras
     from .sinks import virtualcam_status
@@ -272,8 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_live(args, args.person, "demo")
         if args.command == "run":
             return _run_live(args, args.person, "run")
-        if args.command == "calibrate":
-            return _calibrate(args)
+        from .calibrate.commands import HANDLERS
+
+        if args.command in HANDLERS:
+            return int(HANDLERS[args.command](args))
         if args.command in ("serve", "call"):
             return int(args.handler(args))
         if args.command == "verify":

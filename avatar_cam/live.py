@@ -17,6 +17,7 @@ import numpy as np
 from .capture import SyntheticSource, VideoFileSource, WebcamSource
 from .compose import Compositor, make_layout
 from .drive import Adapter
+from .errors import ModelError
 from .honesty.label import Label
 from .honesty.signing import model_fingerprint
 from .honesty.watermark import Watermarker, make_payload, minute_now
@@ -38,6 +39,8 @@ class LiveOptions:
     frames: int | None = None  # stop after this many output frames
     pace: bool = True  # send at most fps frames a second
     track: bool = True  # False: drive from a synthetic source's ground truth
+    # warp until the neural generator beats it (issue 3's quality targets): auto picks the
+    # neural generator whenever the person has one, neural insists on it.
     renderer: str = "warp"
     label: bool = True  # the visible "AI avatar" badge; off only by explicit choice
     label_corner: str = "br"  # tl | tr | bl | br
@@ -75,7 +78,7 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
 
     tracker = MediaPipeTracker() if opts.track else None
     adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
-    renderer = WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
+    renderer = open_renderer(person, opts)
     layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
                          opts.out_size, opts.background)
     compositor = Compositor(layout, label=label_for(opts),
@@ -83,6 +86,31 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
     sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
     return Pipeline(source, tracker, adapter, renderer, compositor, sink,  # type: ignore[arg-type]
                     fps=opts.fps, frames=opts.frames, pace=opts.pace, on_frame=on_frame)
+
+
+def renderer_kind(person: Person, requested: str) -> str:
+    """Which renderer ``requested`` (auto | neural | warp) means for this person."""
+    from .render.neural import has_neural
+
+    if requested == "auto":
+        return "neural" if has_neural(person.folder) else "warp"
+    if requested == "neural" and not has_neural(person.folder):
+        raise ModelError(f"{person.name!r} has no trained generator",
+                         f"train one: avatar-cam calibrate {person.name} --video CLIP "
+                         "--consent ..., or use --renderer warp")
+    if requested not in ("neural", "warp"):
+        raise ValueError(f"renderer must be auto, neural or warp, got {requested!r}")
+    return requested
+
+
+def open_renderer(person: Person, opts: LiveOptions) -> Any:
+    """The face renderer: the neural generator (at its own resolution; the compositor
+    rescales) or the warp renderer at ``opts.resolution``."""
+    if renderer_kind(person, opts.renderer) == "neural":
+        from .render.neural import NeuralRenderer
+
+        return NeuralRenderer(person)
+    return WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
 
 
 def label_for(opts: LiveOptions, owner: str | None = None) -> Label | None:

@@ -35,13 +35,14 @@ def _one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> None
 
 def test_calibrate_stores_person(tmp_path: Path, astronaut_png: Path) -> None:
     proc = _cli(["calibrate", "alice", "--images", str(astronaut_png), "--consent",
-                 "I am Alice and this is my photo", "--owner", "alice"], tmp_path)
+                 "I am Alice and this is my photo", "--owner", "alice", "--no-train"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "calibration" / "alice"
     meta = json.loads((folder / "person.json").read_text())
     assert meta["name"] == "alice" and meta["crop_size"] == 512
     assert meta["owner"] == "alice" and meta["consent"] == "I am Alice and this is my photo"
     assert (folder / "signature.json").is_file()
+    assert (folder / "codec_basis.bin").is_file()  # the landmark codec's per-person basis
     neutral = np.load(folder / "neutral.npy")
     assert neutral.shape == (478, 3)
     assert cv2.imread(str(folder / "crop.png")).shape == (512, 512, 3)
@@ -143,3 +144,17 @@ def test_bad_label_size_is_a_usage_error(env_home: Path) -> None:
     proc = _cli(["demo", "--person", "astro", "--label-size", "3"], env_home)
     assert proc.returncode == 2 and "label size must be in" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_neural_renderer_runs_the_trained_demo(tmp_path: Path) -> None:
+    """The shipped demo identity has a trained generator: --renderer neural renders with it."""
+    stats = tmp_path / "stats.json"
+    code = main(["demo", "--frames", "5", "--sink", "null", "--renderer", "neural",
+                 "--no-track", "--size", "320x180", "--stats-json", str(stats)])
+    assert code == 0
+    assert json.loads(stats.read_text())["renderer"] == "neural"
+
+
+def test_neural_renderer_without_a_generator_is_a_clear_error(env_home: Path) -> None:
+    proc = _cli(["demo", "--person", "astro", "--renderer", "neural", "--frames", "2"], env_home)
+    _one_clear_line(proc, "no trained generator", "--renderer warp")

@@ -1,0 +1,325 @@
+"""argparse wiring for `calibrate`, `evaluate`, `metatrain` and `prepare`.
+
+``add_parsers(subparsers)`` adds the four commands; each handler takes the parsed
+arguments and returns an exit status (user errors are raised as AvatarCamError for the
+CLI to print). Outputs are written to a temporary sibling folder and renamed into place,
+so an interrupted or failed run never leaves a half-written calibration/<name>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AvatarCamError, CameraError, ImageError
+from ..person import Person, calibration_root, check_name, person_dir, save_person
+
+log = logging.getLogger("avatar_cam")
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def add_parsers(sub: Any) -> None:
+    """Add calibrate, evaluate, metatrain and prepare to an argparse subparsers object."""
+    cal = sub.add_parser("calibrate", help="enroll a person and train their generator")
+    cal.add_argument("name", help="the person's name (letters, digits, _ - .)")
+    src = cal.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", type=Path, help="a clip of the person (10-60 s is ideal)")
+    src.add_argument("--camera", help="record from this webcam index or device")
+    src.add_argument("--images", type=Path, nargs="+", metavar="PHOTO", help="1-8 photos")
+    cal.add_argument("--seconds", type=float, default=20.0, help="--camera recording length")
+    cal.add_argument("--consent", required=True, metavar="STATEMENT",
+                     help="who is pictured and that they agree; signed into the model")
+    cal.add_argument("--owner", help="owner named in the signed model (default: your login)")
+    cal.add_argument("--no-train", action="store_true",
+                     help="photos only: enroll for the warp renderer, train nothing")
+    _train_args(cal)
+    cal.add_argument("--renders", type=_positive, default=400,
+                     help="photos: warp renders to train on (400)")
+    cal.add_argument("--init", type=Path, help="meta-learned checkpoint from `metatrain`")
+    cal.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from calibration/.NAME.work")
+    cal.add_argument("--perceptual", type=Path,
+                     help="optional local VGG19 safetensors for a perceptual loss")
+
+    ev = sub.add_parser("evaluate", help="measure an enrolled person's generator")
+    ev.add_argument("name")
+    ev.add_argument("--video", type=Path, help="evaluate on this clip instead of held-out")
+    ev.add_argument("--json", type=Path, help="write the figures here")
+    ev.add_argument("--png", type=Path, help="side-by-side image (default next to the JSON "
+                                             "or calibration/NAME/evaluation.png)")
+    ev.add_argument("--device", default="cpu")
+
+    mt = sub.add_parser("metatrain", help="meta-learn an --init checkpoint on many people")
+    mt.add_argument("dataset", type=Path, help="a folder made by `avatar-cam prepare`")
+    mt.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    mt.add_argument("--shots", type=_positive, default=8, help="K frames per episode (8)")
+    _train_args(mt)
+
+    pr = sub.add_parser("prepare", help="mp4s (VIDEOS/PERSON/*.mp4) -> metatrain dataset")
+    pr.add_argument("videos", type=Path)
+    pr.add_argument("dataset", type=Path)
+    pr.add_argument("--resolution", type=int, choices=(64, 128, 256, 512), default=256)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=_positive, default=1500, help="training steps (1500)")
+    p.add_argument("--batch", type=_positive, default=8)
+    p.add_argument("--resolution", type=int, choices=(64, 128, 256, 512), default=256)
+    p.add_argument("--variant", choices=("realtime", "full"), default="realtime",
+                   help="realtime: the CPU-budget generator; full: the paper-sized one")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--eval-every", type=_positive, default=50)
+    p.add_argument("--patience", type=_positive, default=6)
+    p.add_argument("--preview-every", type=_positive, default=100)
+    p.add_argument("--adv-start", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests
+
+
+def model_config(args: argparse.Namespace) -> Any:
+    from ..model.config import ModelConfig, full_config, tiny_config
+
+    if getattr(args, "tiny", False):
+        return tiny_config(args.resolution, args.variant)
+    if args.variant == "full":
+        return full_config(args.resolution)
+    return ModelConfig(resolution=args.resolution)
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    from .train import TrainConfig
+
+    return TrainConfig(steps=args.steps, batch=args.batch, eval_every=args.eval_every,
+                       patience=args.patience, preview_every=args.preview_every,
+                       checkpoint_every=args.preview_every, adv_start=args.adv_start,
+                       seed=args.seed)
+
+
+def _record(camera: str, seconds: float, folder: Path) -> Path:
+    import cv2
+
+    cap = cv2.VideoCapture(int(camera) if camera.isdigit() else camera)
+    if not cap.isOpened():
+        raise CameraError(f"camera {camera} could not be opened",
+                          "check it is connected; `avatar-cam devices` lists cameras")
+    path = folder / "camera.mp4"
+    writer = None
+    t_end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < t_end:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+                writer = cv2.VideoWriter(str(path), fourcc, 30.0,
+                                         (img.shape[1], img.shape[0]))
+            writer.write(img)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        raise CameraError(f"camera {camera} gave no frames", "check it is not in use")
+    return path
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """`avatar-cam calibrate`: data -> training -> calibration/NAME, atomically."""
+    from ..tracking import MediaPipeTracker
+    from .dataset import prepare_clip, read_video, split, widen_photos
+    from .ingest import enroll_photos
+    from .train import fit
+
+    name = check_name(args.name)
+    root = calibration_root()
+    if args.images is not None and len(args.images) > 8:
+        raise ImageError(f"{len(args.images)} photos given", "use 1 to 8 photos, or a clip")
+    consent, owner = args.consent.strip(), args.owner or getpass.getuser()
+    if len(consent) < 8:
+        raise AvatarCamError("the consent statement is too short",
+                             'say who is pictured and that they agree, e.g. --consent '
+                             '"I am Alice and these are videos of me"')
+
+    sequences: list[np.ndarray] = []  # the clip's own landmarks, for the codec basis
+
+    def sign(folder: Path) -> object:
+        """Last step in the build folder: the landmark codec's basis, then the signature
+        (which covers every file, so nothing may be added after it)."""
+        from ..honesty.signing import sign_model
+        from ..webrtc.basis import save_basis
+        from ..webrtc.enroll import learn_basis
+
+        size = (person.crop_size, person.crop_size)
+        save_basis(learn_basis(person.neutral, size, sequences or None), folder)
+        return sign_model(folder, owner, consent)
+
+    cfg, tc = model_config(args), train_config(args)
+    if args.images is not None:
+        with MediaPipeTracker(static=True, smoothing=None) as tracker:
+            person = enroll_photos(name, args.images, tracker.track)
+        person.meta.update(owner=owner, consent=consent)
+        if args.no_train:
+            log.info("enrolled %s (warp renderer only) into %s", name,
+                     save_person(person, sign=sign))
+            return 0
+        train, held = widen_photos(person, cfg.resolution, count=args.renders, seed=args.seed)
+        val, test = held.take(slice(0, 16)), held.take(slice(16, None))
+        source: dict[str, Any] = {"kind": "images", "files": [p.name for p in args.images],
+                                  "renders": len(train)}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            video = args.video or _record(args.camera, args.seconds, Path(tmp))
+            with MediaPipeTracker(smoothing=None) as tracker:
+                clip, affine, photo = prepare_clip(read_video(video), tracker.track,
+                                                   cfg.resolution, str(video))
+        i = int(np.flatnonzero(clip.index == clip.stats["photo_frame"])[0])
+        person = Person(name, person_dir(name, root), photo, clip.crops[i], clip.points[i],
+                        affine, {"created": _now(), "sources": [Path(video).name],
+                                 "warp_source": f"frame {clip.stats['photo_frame']}",
+                                 "owner": owner, "consent": consent})
+        train, val, test = split(clip)
+        if clip.points.shape[1:] == (478, 3):
+            sequences.append(clip.points)
+        source = {"kind": "camera" if args.video is None else "video",
+                  "file": Path(video).name, **clip.stats,
+                  "split": {"train": len(train), "val": len(val), "held_out": len(test),
+                            "rule": "held-out = last 20% of usable frames (contiguous); "
+                                    "val = the 10% before it (early stopping)"}}
+    work = root / f".{name}.work"
+    if work.exists() and not args.resume:
+        shutil.rmtree(work)
+    log.info("training %s: %d frames, %d validation, %d held out, %s %dpx, up to %d steps",
+             name, len(train), len(val), len(test), cfg.variant, cfg.resolution, tc.steps)
+    result = fit(cfg, train, val, tc, device=args.device, init=args.init, work=work,
+                 perceptual=args.perceptual, log=log.info)
+    figures = {"steps": result.steps_run, "best_step": result.best_step,
+               "best_val_ssim": round(result.best_val_ssim, 4),
+               "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),
+               "seconds_per_step": round(result.seconds_per_step, 3),
+               "batch": tc.batch, "device": args.device, "init": bool(args.init),
+               "history": result.history}
+    folder = write_enrollment(person, result.generator, test, figures, source, asdict(tc),
+                              root, work / "preview.png", sign=sign)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("enrolled %s into %s (best validation SSIM %.3f at step %d)", name, folder,
+             result.best_val_ssim, result.best_step)
+    return 0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def write_enrollment(person: Person, generator: Any, held_out: Any, figures: dict[str, Any],
+                     source: dict[str, Any], train_cfg: dict[str, Any], root: Path,
+                     preview: Path | None = None,
+                     sign: Callable[[Path], object] | None = None) -> Path:
+    """person files + generator.safetensors + meta.json + heldout/ into root/NAME, built in
+    a temporary folder, signed there by ``sign`` (so no unsigned model is ever in place)
+    and renamed into place (an older enrollment is replaced whole)."""
+    from ..model.generator import save_generator
+    from ..raster import RASTER_VERSION
+    from ..render.neural import GENERATOR_FILE, META_FILE
+    from .dataset import save_clip
+
+    final = person_dir(person.name, root)
+    build = root / f".{person.name}.build-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        folder = save_person(replace(person, folder=build / person.name), build)
+        save_generator(generator, folder / GENERATOR_FILE,
+                       {"person": person.name, "rasterizer": RASTER_VERSION})
+        meta = {"format": 1, "resolution": generator.cfg.resolution,
+                "rasterizer": RASTER_VERSION, "model": json.loads(generator.cfg.to_json()),
+                "neutral": np.round(person.neutral.astype(np.float64), 3).tolist(),
+                "neutral_size": [person.crop_size, person.crop_size],
+                "created": _now(), "source": source, "training": figures, "train": train_cfg}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        save_clip(held_out, folder / "heldout")
+        if preview is not None and preview.is_file():
+            shutil.copy(preview, folder / "preview.png")
+        if sign is not None:
+            sign(folder)
+        if final.exists():
+            old = root / f".{person.name}.old-{os.getpid()}"
+            final.rename(old)
+            folder.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            folder.rename(final)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return final
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_person
+
+    report = evaluate_person(args.name, video=args.video, png=args.png, json_path=args.json,
+                             device=args.device)
+    nme = "n/a" if report["nme"] is None else f"{report['nme']:.4f}"
+    log.info("%s on %s: PSNR %.2f dB, SSIM %.4f, MS-SSIM %.4f, NME %s (face found in %.0f%%), "
+             "render %.1f ms/frame; side by side: %s", args.name, report["on"], report["psnr"],
+             report["ssim"], report["ms_ssim"], nme, 100 * report["face_found"],
+             report["render_ms"], report["png"])
+    return 0
+
+
+def metatrain(args: argparse.Namespace) -> int:
+    from .metatrain import metatrain as run
+
+    run(args.dataset, args.out, model_config(args), train_config(args), shots=args.shots,
+        device=args.device, log=log.info)
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from .metatrain import prepare_dataset
+
+    prepare_dataset(args.videos, args.dataset, args.resolution, log=log.info)
+    return 0
+
+
+HANDLERS = {"calibrate": calibrate, "evaluate": evaluate, "metatrain": metatrain,
+            "prepare": prepare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m avatar_cam.calibrate.commands ...`: these commands without the main CLI."""
+    import sys
+
+    from ..errors import AvatarCamError
+
+    parser = argparse.ArgumentParser(prog="avatar-cam")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="avatar-cam: %(message)s", stream=sys.stderr)
+    try:
+        return HANDLERS[args.command](args)
+    except AvatarCamError as exc:
+        print(f"avatar-cam: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""Enrollment training end to end on a short clip (synthetic driver + warp renderer of a
+real photo, tracked by real MediaPipe), meta-learning on synthetic identities, and every
+bad input: clear errors and nothing half-written in calibration/NAME."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from avatar_cam.calibrate import commands
+from avatar_cam.calibrate.dataset import Clip, prepare_clip, read_video, split
+from avatar_cam.calibrate.train import TrainConfig, fit
+from avatar_cam.errors import ModelError, NoFaceError, VideoError
+from avatar_cam.footage import Footage
+from avatar_cam.model.config import tiny_config
+from avatar_cam.model.generator import load_generator
+from avatar_cam.person import load_person
+from avatar_cam.render.neural import NeuralRenderer
+from avatar_cam.tracking import MediaPipeTracker
+from avatar_cam.types import Landmarks
+
+FAST = ["--tiny", "--resolution", "64", "--eval-every", "5", "--preview-every", "10",
+        "--adv-start", "10", "--device", "cpu"]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    commands.add_parsers(parser.add_subparsers(dest="command", required=True))
+    if argv[0] == "calibrate" and "--consent" not in argv:
+        argv = [*argv, "--consent", "test: synthetic footage of a public-domain portrait"]
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def clip_mp4(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds of the motion script acted by the astronaut photo, as an mp4."""
+    path = tmp_path_factory.mktemp("clips") / "astro.mp4"
+    Footage(load_person("astro", home / "calibration"), (320, 240)).write(path, 60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip64(clip_mp4: Path) -> Clip:
+    with MediaPipeTracker(smoothing=None) as tracker:
+        return prepare_clip(read_video(clip_mp4), tracker.track, 64)[0]
+
+
+def _leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def test_clip_is_tracked_aligned_and_split(clip64: Clip) -> None:
+    assert clip64.crops.shape[1:] == (64, 64, 3) and clip64.points.shape[1:] == (478, 3)
+    assert clip64.stats["with_face"] >= 58 and len(clip64) >= 50
+    train, val, test = split(clip64)
+    # Held-out = the last 20% in time, contiguous; validation just before it.
+    assert test.index.min() > val.index.max() > train.index.max()
+    assert len(test) == round(0.2 * len(clip64))
+    assert np.all(np.diff(test.index) > 0)
+    # Faces are centred in the crop: the nose tip sits near the middle.
+    nose = clip64.points[:, 1, :2]
+    assert np.all(np.abs(nose - 32) < 16)
+
+
+def test_losses_fall_and_resume_continues(clip64: Clip, tmp_path: Path) -> None:
+    train, val, _ = split(clip64)
+    tc = TrainConfig(steps=30, batch=4, eval_every=5, preview_every=10, checkpoint_every=10,
+                     adv_start=15, patience=100)
+    cfg = tiny_config(64)
+    work = tmp_path / "work"
+    first = fit(cfg, train, val, replace_steps(tc, 20), work=work, progress=False)
+    hist = first.history
+    assert hist[-1]["val_l1"] < 0.95 * hist[0]["val_l1"], hist
+    assert hist[-1]["val_ssim"] > hist[0]["val_ssim"]
+    assert (work / "preview.png").is_file() and (work / "ckpt.safetensors").is_file()
+    assert cv2.imread(str(work / "preview.png")).shape == (4 * 64, 3 * 64, 3)
+    logs: list[str] = []
+    second = fit(cfg, train, val, tc, work=work, progress=False, log=logs.append)
+    assert any("resuming from step 20" in m for m in logs)
+    assert second.steps_run == 30 and len(second.history) == 6
+    assert "d" in second.history[-1] and "fm" in second.history[-1]  # adversarial ran
+
+
+def replace_steps(tc: TrainConfig, steps: int) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(tc, steps=steps)
+
+
+def test_calibrate_from_a_clip_writes_a_working_person(
+        clip_mp4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    args = _parse(["calibrate", "bob", "--video", str(clip_mp4), "--steps", "12", *FAST])
+    assert commands.calibrate(args) == 0
+    root = tmp_path / "calibration"
+    assert _leftovers(root) == ["bob"]  # no build, work or old folders left behind
+    folder = root / "bob"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["resolution"] == 64 and meta["rasterizer"] == "sketch-v1"
+    assert np.asarray(meta["neutral"]).shape == (478, 3)
+    assert meta["training"]["steps"] == 12 and "created" in meta
+    assert meta["source"]["split"]["held_out"] == len(list((folder / "heldout").glob("*.png")))
+    assert np.load(folder / "heldout" / "points.npy").shape[1:] == (478, 3)
+    person = load_person("bob", root)  # verifies the signature over every file
+    assert person.owner is not None and person.owner.is_local
+    assert "generator.safetensors" in json.loads((folder / "signature.json").read_text())["files"]
+    with NeuralRenderer(person) as renderer:
+        face = renderer.render(Landmarks(0, 0, person.neutral, (64, 64)))
+    assert face.shape == (64, 64, 3) and face.dtype == np.uint8
+    with pytest.raises(RuntimeError, match="closed"):
+        renderer.render(Landmarks(0, 0, person.neutral, (64, 64)))
+    g, extra = load_generator(folder / "generator.safetensors")
+    assert extra["person"] == "bob" and g.cfg.resolution == 64
+
+
+def _synthetic_identities(home: Path, videos: Path, count: int = 3) -> None:
+    """Several identities from one real photo: recoloured and reshaped crops, each acting
+    random motions under the warp renderer, written as mp4 clips (person/clip.mp4)."""
+    from dataclasses import replace
+
+    from avatar_cam.calibrate.dataset import widen_photos
+
+    base = load_person("astro", home / "calibration")
+    looks = [lambda c: c, lambda c: c[:, :, [1, 2, 0]].copy(),
+             lambda c: cv2.convertScaleAbs(c, alpha=0.7, beta=40)]
+    for i in range(count):
+        person = replace(base, crop=looks[i](base.crop))
+        train, _ = widen_photos(person, 192, count=14, held=1, seed=i)
+        folder = videos / f"id{i}"
+        folder.mkdir(parents=True)
+        writer = cv2.VideoWriter(str(folder / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                 30.0, (192, 192))
+        for img in train.crops:
+            writer.write(img)
+        writer.release()
+
+
+@pytest.fixture(scope="module")
+def meta_ckpt(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("meta")
+    _synthetic_identities(home, base / "videos")
+    assert commands.prepare(_parse(["prepare", str(base / "videos"), str(base / "data"),
+                                    "--resolution", "64"])) == 0
+    out = base / "init.safetensors"
+    args = _parse(["metatrain", str(base / "data"), "--out", str(out), "--steps", "4",
+                   "--batch", "2", "--shots", "2", *FAST[:3], "--adv-start", "2",
+                   "--eval-every", "2", "--device", "cpu"])
+    assert commands.metatrain(args) == 0
+    return out
+
+
+def test_metatrain_runs_episodes_and_inits_enrollment(
+        meta_ckpt: Path, clip64: Clip, tmp_path: Path) -> None:
+    from avatar_cam.calibrate.metatrain import load_meta
+
+    meta = load_meta(meta_ckpt, 64)
+    assert meta.cfg.resolution == 64
+    from safetensors import safe_open
+
+    with safe_open(str(meta_ckpt), framework="pt") as f:  # type: ignore[no-untyped-call]
+        info = json.loads(f.metadata()["info"])
+    assert info["people"] == ["id0", "id1", "id2"] and info["steps"] == 4
+    assert info["seconds_per_step"] > 0
+    train, val, _ = split(clip64)
+    res = fit(meta.cfg, train, val, TrainConfig(steps=4, batch=2, eval_every=2),
+              init=meta_ckpt, progress=False)
+    assert res.steps_run == 4
+    # psi started at P e (not zero): the personalized scales differ from 1.
+    scales = [m.scale for m in res.generator.modules() if hasattr(m, "scale")]
+    assert any(not torch.allclose(s, torch.ones_like(s)) for s in scales)
+
+
+def test_init_of_another_resolution_or_corrupt_is_refused(
+        meta_ckpt: Path, clip_mp4: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    fast128 = [a if a != "64" else "128" for a in FAST]
+    args = _parse(["calibrate", "carl", "--video", str(clip_mp4), "--steps", "2",
+                   "--init", str(meta_ckpt), *fast128])
+    with pytest.raises(ModelError, match="is for 64 px, not 128 px"):
+        commands.calibrate(args)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(meta_ckpt.read_bytes()[:1000])
+    args = _parse(["calibrate", "carl", "--video", str(clip_mp4), "--steps", "2",
+                   "--init", str(bad), *FAST])
+    with pytest.raises(ModelError, match="corrupt"):
+        commands.calibrate(args)
+    assert not (tmp_path / "calibration" / "carl").exists()
+    assert [n for n in _leftovers(tmp_path / "calibration") if "carl" in n] == []
+
+
+def test_clip_without_a_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    path = tmp_path / "wall.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (160, 120))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        writer.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+    with pytest.raises(NoFaceError, match="no face found in any of the 20 frames"):
+        commands.calibrate(_parse(["calibrate", "wall", "--video", str(path), *FAST]))
+    assert _leftovers(tmp_path / "calibration") == []
+
+
+def test_clip_with_too_few_usable_frames(home: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    path = tmp_path / "short.mp4"
+    Footage(load_person("astro", home / "calibration"), (320, 240)).write(path, 6)
+    with pytest.raises(VideoError, match="only 6 usable frames.*at least 12"):
+        commands.calibrate(_parse(["calibrate", "short", "--video", str(path), *FAST]))
+    assert _leftovers(tmp_path / "calibration") == []
+    with pytest.raises(VideoError, match="does not exist"):
+        commands.calibrate(_parse(["calibrate", "x", "--video", str(tmp_path / "no.mp4"),
+                                   *FAST]))
