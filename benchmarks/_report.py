@@ -26,7 +26,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(),
+            "load_average_1min": round(os.getloadavg()[0], 2)}  # these machines are shared
 
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
