@@ -66,6 +66,12 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="warp",
                    help="warp (default): piecewise-affine warp of the enrollment photo; "
                         "neural: the person's trained generator; auto: neural when trained")
+    from .backends.runtime import GROUPS  # light: no torch or onnxruntime import
+
+    p.add_argument("--backend", default="auto", choices=sorted(GROUPS),
+                   help="neural renderer's runtime (auto: the fastest available, logged)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+                   help="neural renderer's precision (auto)")
     p.add_argument("--stats-json", type=Path, help="write run statistics as JSON here")
     p.add_argument("--label-corner", choices=("tl", "tr", "bl", "br"), default="br",
                    help="corner of the visible 'AI avatar' label (br)")
@@ -117,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_call_parser(sub)
+
+    from .backends.commands import add_parser as add_build_engine_parser
+
+    add_build_engine_parser(sub)
     return parser
 
 
@@ -139,7 +149,8 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
     opts = live.LiveOptions(out_size=args.size, fps=args.fps, resolution=args.resolution,
                             background=args.background, frames=args.frames,
                             track=not getattr(args, "no_track", False),
-                            renderer=args.renderer, label=not args.no_label,
+                            renderer=args.renderer, backend=args.backend,
+                            precision=args.precision, label=not args.no_label,
                             label_corner=args.label_corner, label_size=args.label_size)
     if source_kind == "demo":
         source: Any = live.demo_source(person, args.fps, realtime=True)
@@ -168,6 +179,10 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
         bar.close()
         live.close_all(pipeline)
     summary = stats.summary()
+    backend = getattr(pipeline.renderer, "backend", None)
+    if backend is not None:
+        summary["backend"] = {"name": backend.name, "precision": backend.precision,
+                              "skipped": dict(backend.skipped)}
     summary.update(person=person_name, sink=sink,
                    renderer=live.renderer_kind(person, opts.renderer),
                    resolution=opts.resolution, tracked=opts.track, label=opts.label,
@@ -251,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command in HANDLERS:
             return int(HANDLERS[args.command](args))
+        if args.command == "build-engine":
+            from .backends.commands import build_engine_main
+
+            return build_engine_main(args)
         if args.command in ("serve", "call"):
             return int(args.handler(args))
         if args.command == "verify":

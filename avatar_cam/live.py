@@ -42,6 +42,8 @@ class LiveOptions:
     # warp until the neural generator beats it (issue 3's quality targets): auto picks the
     # neural generator whenever the person has one, neural insists on it.
     renderer: str = "warp"
+    backend: str = "auto"  # neural renderer's runtime: auto picks the fastest available
+    precision: str = "auto"  # auto | fp32 | fp16 | int8
     label: bool = True  # the visible "AI avatar" badge; off only by explicit choice
     label_corner: str = "br"  # tl | tr | bl | br
     label_size: float = 0.045  # badge height / frame height
@@ -107,9 +109,9 @@ def open_renderer(person: Person, opts: LiveOptions) -> Any:
     """The face renderer: the neural generator (at its own resolution; the compositor
     rescales) or the warp renderer at ``opts.resolution``."""
     if renderer_kind(person, opts.renderer) == "neural":
-        from .render.neural import NeuralRenderer
+        from .backends.renderer import open_renderer as open_neural
 
-        return NeuralRenderer(person)
+        return open_neural(person, backend=opts.backend, precision=opts.precision)
     return WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
 
 

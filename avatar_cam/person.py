@@ -42,7 +42,7 @@ def find_root(name: str) -> Path:
     """The calibration folder holding ``name``: the user's, else the source checkout's
     (where the shipped demo identity lives), else the user's (for a clear error)."""
     root = calibration_root()
-    if not (root / name / "person.json").is_file() and "AVATAR_CAM_HOME" not in os.environ \
+    if not (root / name / "person.json").is_file() \
             and (REPO_CALIBRATION / name / "person.json").is_file():
         return REPO_CALIBRATION
     return root

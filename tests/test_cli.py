@@ -146,13 +146,16 @@ def test_bad_label_size_is_a_usage_error(env_home: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_neural_renderer_runs_the_trained_demo(tmp_path: Path) -> None:
-    """The shipped demo identity has a trained generator: --renderer neural renders with it."""
+def test_neural_renderer_runs_the_trained_demo(env_home: Path, tmp_path: Path) -> None:
+    """The shipped demo identity has a trained generator: --renderer neural renders with it
+    through the fastest backend here (ONNX Runtime on the CPU), its export cached."""
     stats = tmp_path / "stats.json"
     code = main(["demo", "--frames", "5", "--sink", "null", "--renderer", "neural",
                  "--no-track", "--size", "320x180", "--stats-json", str(stats)])
     assert code == 0
-    assert json.loads(stats.read_text())["renderer"] == "neural"
+    s = json.loads(stats.read_text())
+    assert s["renderer"] == "neural" and s["backend"]["name"].startswith("onnxruntime")
+    assert list((env_home / "engines").glob("demo*"))  # the user's engines/, not the repo's
 
 
 def test_neural_renderer_without_a_generator_is_a_clear_error(env_home: Path) -> None:

@@ -1,0 +1,226 @@
+"""Generator speed per backend and precision: ms per frame (median, p95) and frames/s at
+batch 1 and at the best batch tried, 256 and 512 px, for the real-time variant and the
+full-size G, with the max abs error against float32 PyTorch.
+
+Weights are random (speed does not depend on them), folded with a random psi; the int8
+models are calibrated on the demo identity's sketches and every error is measured on the
+other half of them. One extra row set runs the trained demo generator (calibration/demo),
+where the int8 error means something. Every backend is driven through the same interface
+the live pipeline uses (``backends.runtime.Backend.infer``, host numpy in and out; on a
+GPU also device-resident). ONNX Runtime gets 2 intra-op threads, torch 2 threads.
+
+    .venv/bin/python benchmarks/generator.py [--quick] [--no-readme]
+-> benchmarks/results/generator.json and the ``generator`` table in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _report import HERE, machine, markdown_table, write
+
+from avatar_cam.backends.export import calibration_sketches, export_onnx
+from avatar_cam.backends.ort_backend import OrtBackend
+from avatar_cam.backends.runtime import Backend, unavailable
+from avatar_cam.backends.torch_backend import TorchBackend
+from avatar_cam.model.config import ModelConfig, full_config
+from avatar_cam.model.generator import Generator, count_macs, load_generator
+
+THREADS = 2
+DEMO = HERE.parent / "calibration" / "demo"
+BATCHES = {"realtime": (1, 8), "full": (1,)}  # the full G at batch > 1 would take minutes
+
+
+def timing(b: Backend, x: Any, budget_s: float, sync: Callable[[], None] | None) -> list[float]:
+    """ms per call: one warm-up, then as many calls as fit in ``budget_s`` (3 to 30)."""
+    b.infer(x)
+    out: list[float] = []
+    while len(out) < 30 and (len(out) < 3 or sum(out) < budget_s * 1e3):
+        t0 = time.perf_counter()
+        b.infer(x)
+        if sync:
+            sync()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+Opener = Callable[[], Backend]
+
+
+def open_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray, batch: int,
+               gpu: bool) -> list[Opener]:
+    """Every backend x precision this machine can run, for one model and batch size; each
+    is opened, timed and closed before the next (idle sessions would steal the CPU)."""
+    r = g.cfg.resolution
+    cases: list[Opener] = [lambda: TorchBackend(g, "fp32", batch, threads=THREADS)]
+    for p in onnx:
+        cases.append(lambda p=p: OrtBackend(onnx[p], "cpu", p, r, batch, THREADS))
+    if gpu:
+        cases += _gpu_cases(g, onnx, cal, batch)
+    return cases
+
+
+def _gpu_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray,
+               batch: int) -> list[Opener]:
+    r = g.cfg.resolution
+    gc = Generator(g.cfg)
+    gc.load_state_dict(g.state_dict())
+    gc = gc.cuda().eval()
+    out: list[Opener] = []
+    for p in ("fp32", "fp16"):
+        out.append(lambda p=p: TorchBackend(gc, p, batch))
+        out.append(lambda p=p: TorchBackend(gc, p, batch, cuda_graphs=True))
+    for ep in ("cuda", "tensorrt"):
+        if unavailable(f"onnxruntime-{ep}") is None:
+            for p in onnx:
+                out.append(lambda p=p, ep=ep: OrtBackend(onnx[p], ep, p, r, batch))
+    if unavailable("tensorrt") is None:
+        from avatar_cam.backends.tensorrt_build import TrtBuildOptions, build_plan
+        from avatar_cam.backends.trt_backend import TrtBackend
+
+        def trt(p: str) -> Backend:
+            plan, _ = build_plan(onnx.__getitem__, TrtBuildOptions(p, r, max_batch=batch),
+                                 cal, lambda path, data: path.write_bytes(data))
+            return TrtBackend(plan, p, r, batch)
+
+        for p in onnx:
+            out.append(lambda p=p: trt(p))
+    return out
+
+
+def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...],
+                errors_on: int) -> list[dict[str, Any]]:
+    r = g.cfg.resolution
+    cal = calibration_sketches(DEMO, r, 8 if g.cfg.variant == "realtime" else 4)
+    held = cal[1::2][:errors_on]
+    with torch.inference_mode():
+        ref = g(torch.from_numpy(held)).numpy()
+    budget = 2.0
+    gmac = round(count_macs(g) / 1e9, 2)
+    onnx = {p: export_onnx(g, p, cal if p == "int8" else None) for p in precisions}
+    rows: dict[str, dict[str, Any]] = {}
+    for batch in BATCHES[g.cfg.variant]:
+        for opener in open_cases(g, onnx, cal, batch, gpu):
+            b = opener()
+            key = f"{b.name} {b.precision}"
+            row = rows.setdefault(key, {"model": label, "resolution": r,
+                                        "gmac": gmac,
+                                        "backend": b.name,
+                                        "precision": b.precision, "batches": {}})
+            sync = torch.cuda.synchronize if b.input_spec().device != "cpu" else None
+            x = np.zeros(b.input_spec().shape, np.float32)
+            ms = np.asarray(timing(b, x, budget if batch == 1 else budget / 2, sync)) / batch
+            row["batches"][batch] = {"median_ms": round(float(np.median(ms)), 3),
+                                     "p95_ms": round(float(np.percentile(ms, 95)), 3),
+                                     "fps": round(1e3 / float(np.median(ms)), 1),
+                                     "runs": len(ms)}
+            if batch == 1:
+                got = np.concatenate([np.array(b.infer(held[i:i + 1])) for i in
+                                      range(len(held))])
+                err = np.abs(got.astype(np.float64) - ref)
+                row["max_abs_error"] = float(err.max())
+                row["mean_abs_error"] = float(err.mean())
+            b.close()
+            print(f"  {label} {r} {key} batch {batch}: "
+                  f"{row['batches'][batch]['median_ms']:.2f} ms/frame", flush=True)
+    for row in rows.values():
+        best = max(row["batches"], key=lambda k: row["batches"][k]["fps"])
+        row["best_batch"] = best
+    return list(rows.values())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="real-time variant at 256 only")
+    ap.add_argument("--no-readme", action="store_true", help="print; do not write results")
+    args = ap.parse_args()
+    torch.set_num_threads(THREADS)
+    torch.backends.cudnn.allow_tf32 = False
+    gpu = torch.cuda.is_available()
+    t_start = time.perf_counter()
+    every = ("fp32", "fp16", "int8")
+    # (label, model, ONNX precisions, sketches for the error): the full G at 512 px takes
+    # ~1.4 s a frame here, so it runs fp32 only to keep the whole run near 5 minutes.
+    models: list[tuple[str, Callable[[], Generator], tuple[str, ...], int]] = [
+        ("realtime (random)", lambda: _random(ModelConfig(resolution=256)), every, 4)]
+    if (DEMO / "generator.safetensors").is_file():
+        models.append(("realtime (demo, trained)",
+                       lambda: load_generator(DEMO / "generator.safetensors")[0], every, 4))
+    if not args.quick:
+        models += [("full (random)", lambda: _random(full_config(256)), every, 2),
+                   ("realtime (random)", lambda: _random(ModelConfig(resolution=512)), every, 4),
+                   ("full (random)", lambda: _random(full_config(512)),
+                    every if gpu else ("fp32",), 1)]
+    rows: list[dict[str, Any]] = []
+    for label, make, precisions, errors_on in models:
+        g = make()
+        print(label, g.cfg.resolution, flush=True)
+        rows += bench_model(label, g, gpu, precisions, errors_on)
+    elapsed = time.perf_counter() - t_start
+    info = machine()
+    info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    info["gpu"] = torch.cuda.get_device_name(0) if gpu else None
+    data = {"machine": info, "threads": THREADS, "elapsed_s": round(elapsed, 1),
+            "rows": rows, "ran": RAN if not gpu else "CPU and GPU backends on this machine",
+            "not_measured": NOT_MEASURED if not gpu else []}
+    table = render(rows, info, gpu)
+    if args.no_readme:
+        print(table)
+    else:
+        write("generator", data, table)
+
+
+RAN = ("ONNX Runtime CPU (fp32, fp16, QDQ int8) and torch CPU eager (fp32), same run, "
+       "2 threads each")
+NOT_MEASURED = [
+    "GPU backends (torch eager CUDA, torch + CUDA graphs, ONNX Runtime CUDA/TensorRT "
+    "providers): no GPU in this session",
+    "TensorRT: not installed here, and its wheels are too large to bring to the GPU "
+    "machines available for checks (torch + CUDA graphs is the floor TensorRT must meet)",
+]
+
+
+def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool) -> str:
+    headers = ["model", "px", "GMAC", "backend", "precision", "b1 median ms", "b1 p95 ms",
+               "b1 fps", "best batch", "fps at best", "max abs err vs fp32 torch"]
+    table = []
+    for row in rows:
+        b1, best = row["batches"][1], row["batches"][row["best_batch"]]
+        table.append([row["model"], row["resolution"], row["gmac"], row["backend"],
+                      row["precision"], f"{b1['median_ms']:.2f}", f"{b1['p95_ms']:.2f}",
+                      f"{b1['fps']:.1f}", row["best_batch"], f"{best['fps']:.1f}",
+                      f"{row['max_abs_error']:.1e}"])
+    rt = [r for r in rows if r["model"].startswith("realtime") and r["resolution"] == 256
+          and r["backend"] == "onnxruntime-cpu" and r["precision"] == "fp32"]
+    target = (f"Target: real-time G at 256 px <= 20 ms/frame through ONNX Runtime on 2 CPU "
+              f"cores; measured {', '.join(str(r['batches'][1]['median_ms']) for r in rt)} "
+              "ms (batch 1, fp32, median).") if rt else ""
+    where = (f"Machine: {info['cpu']}, {info['cores']} cores"
+             + (f", GPU {info['gpu']}" if gpu else ", no GPU")
+             + f"; load average {info['load_average_1m']} during the run (the CPU is shared "
+             "with other jobs, so figures are noisy, torch's most). Batches tried: real-time "
+             "1 and 8, full-size 1; ms are per frame. The full-size G at 512 px ran fp32 only "
+             "(1.4 s a frame here).")
+    ran = f"Ran: {RAN if not gpu else 'all backends available on this machine'}."
+    missing = "".join(f"\n- not measured: {m}" for m in (NOT_MEASURED if not gpu else []))
+    return "\n".join([where, "", ran + missing, "", target, "",
+                      markdown_table(headers, table)])
+
+
+def _random(cfg: ModelConfig) -> Generator:
+    torch.manual_seed(0)
+    g = Generator(cfg).eval()
+    g.fold(torch.randn(1, g.n_adain) * 0.3)
+    return g
+
+
+if __name__ == "__main__":
+    Path(HERE / "results").mkdir(exist_ok=True)
+    main()
