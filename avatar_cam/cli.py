@@ -19,47 +19,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .types import AvatarFrame
 
+from .argtypes import float_in, int_in, size_in
+
 log = logging.getLogger("avatar_cam")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
-        raise argparse.ArgumentTypeError(f"size {text} out of range (even, 16..7680 x 16..4320)")
-    return w, h
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _label_size(text: str) -> float:
-    value = float(text)
-    if not 0.02 <= value <= 0.25:
-        raise argparse.ArgumentTypeError(f"label size must be in 0.02..0.25, got {value}")
-    return value
-
-
-def _fps(text: str) -> float:
-    value = float(text)
-    if not 1 <= value <= 120:
-        raise argparse.ArgumentTypeError(f"fps must be in 1..120, got {value}")
-    return value
 
 
 def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--sink", default=default_sink,
                    help="virtualcam[:BACKEND] | window | file:PATH.mp4 | null "
                         f"(default {default_sink})")
-    p.add_argument("--fps", type=_fps, default=30.0, help="output frames per second (30)")
-    p.add_argument("--frames", type=_positive_int, help="stop after N output frames")
-    p.add_argument("--size", type=_size, default=(1280, 720), help="output size (1280x720)")
+    p.add_argument("--fps", type=float_in(1, 120, "fps"), default=30.0,
+                   help="output frames per second (30)")
+    p.add_argument("--frames", type=int_in(1, 10**9, "frames"), help="stop after N output frames")
+    p.add_argument("--size", type=size_in((16, 16), (7680, 4320)), default=(1280, 720),
+                   help="output size (1280x720)")
     p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo")
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
@@ -75,7 +48,7 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--stats-json", type=Path, help="write run statistics as JSON here")
     p.add_argument("--label-corner", choices=("tl", "tr", "bl", "br"), default="br",
                    help="corner of the visible 'AI avatar' label (br)")
-    p.add_argument("--label-size", type=_label_size, default=0.045,
+    p.add_argument("--label-size", type=float_in(0.02, 0.25, "label size"), default=0.045,
                    help="label height as a fraction of the frame height (0.045)")
     p.add_argument("--no-label", action="store_true",
                    help="turn the visible label off (recorded in the stats; the invisible "

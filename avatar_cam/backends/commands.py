@@ -13,23 +13,10 @@ import argparse
 import logging
 from typing import Any
 
+from ..argtypes import int_in
 from ..person import check_name, find_root
 
 log = logging.getLogger("avatar_cam")
-
-
-def _mb(text: str) -> int:
-    v = int(text)
-    if not 16 <= v <= 1 << 20:
-        raise argparse.ArgumentTypeError(f"workspace must be 16..1048576 MB, got {v}")
-    return v
-
-
-def _batch(text: str) -> int:
-    v = int(text)
-    if not 1 <= v <= 4096:
-        raise argparse.ArgumentTypeError(f"max batch must be 1..4096, got {v}")
-    return v
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -43,9 +30,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
                    help="auto: fp16 for tensorrt, fp32 for onnxruntime; int8 is calibrated "
                         "on the person's own enrollment frames")
-    p.add_argument("--workspace", type=_mb, default=1024, metavar="MB",
+    p.add_argument("--workspace", type=int_in(16, 1 << 20, "workspace MB"), default=1024,
+                   metavar="MB",
                    help="TensorRT builder workspace in MB (1024)")
-    p.add_argument("--max-batch", type=_batch, default=1, metavar="N",
+    p.add_argument("--max-batch", type=int_in(1, 4096, "max batch"), default=1, metavar="N",
                    help="TensorRT: largest batch the engine accepts (1: live use)")
     p.add_argument("--resolution", type=int, choices=(64, 128, 256, 512),
                    help="fail unless the generator was trained at this resolution")

@@ -24,17 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ..argtypes import int_in
 from ..errors import AvatarCamError, CameraError, ImageError
 from ..person import Person, calibration_root, check_name, person_dir, save_person
 
 log = logging.getLogger("avatar_cam")
-
-
-def _positive(text: str) -> int:
-    v = int(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
+POSITIVE = int_in(1, 10**9, "value")
 
 
 def add_parsers(sub: Any) -> None:
@@ -52,7 +47,7 @@ def add_parsers(sub: Any) -> None:
     cal.add_argument("--no-train", action="store_true",
                      help="photos only: enroll for the warp renderer, train nothing")
     _train_args(cal)
-    cal.add_argument("--renders", type=_positive, default=400,
+    cal.add_argument("--renders", type=POSITIVE, default=400,
                      help="photos: warp renders to train on (400)")
     cal.add_argument("--init", type=Path, help="meta-learned checkpoint from `metatrain`")
     cal.add_argument("--resume", action="store_true",
@@ -71,7 +66,7 @@ def add_parsers(sub: Any) -> None:
     mt = sub.add_parser("metatrain", help="meta-learn an --init checkpoint on many people")
     mt.add_argument("dataset", type=Path, help="a folder made by `avatar-cam prepare`")
     mt.add_argument("--out", type=Path, required=True, help="checkpoint to write")
-    mt.add_argument("--shots", type=_positive, default=8, help="K frames per episode (8)")
+    mt.add_argument("--shots", type=POSITIVE, default=8, help="K frames per episode (8)")
     _train_args(mt)
 
     pr = sub.add_parser("prepare", help="mp4s (VIDEOS/PERSON/*.mp4) -> metatrain dataset")
@@ -81,15 +76,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_positive, default=1500, help="training steps (1500)")
-    p.add_argument("--batch", type=_positive, default=8)
+    p.add_argument("--steps", type=POSITIVE, default=1500, help="training steps (1500)")
+    p.add_argument("--batch", type=POSITIVE, default=8)
     p.add_argument("--resolution", type=int, choices=(64, 128, 256, 512), default=256)
     p.add_argument("--variant", choices=("realtime", "full"), default="realtime",
                    help="realtime: the CPU-budget generator; full: the paper-sized one")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--eval-every", type=_positive, default=50)
-    p.add_argument("--patience", type=_positive, default=6)
-    p.add_argument("--preview-every", type=_positive, default=100)
+    p.add_argument("--eval-every", type=POSITIVE, default=50)
+    p.add_argument("--patience", type=POSITIVE, default=6)
+    p.add_argument("--preview-every", type=POSITIVE, default=100)
     p.add_argument("--adv-start", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests

@@ -17,31 +17,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import float_in, int_in, size_in
+
 log = logging.getLogger("avatar_cam")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if not (64 <= w <= 3840 and 64 <= h <= 2160) or w % 2 or h % 2:
-        raise argparse.ArgumentTypeError(f"size {text} out of range (even, 64..3840 x 64..2160)")
-    return w, h
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,13 +32,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="demo driver only: use its script's landmarks instead of tracking it")
     p.add_argument("--landmarks-only", action="store_true",
                    help="send landmarks (a few kbit/s) instead of video; the receiver renders")
-    p.add_argument("--size", type=_size, default=(640, 480), help="video size (640x480)")
+    p.add_argument("--size", type=size_in((64, 64), (3840, 2160)), default=(640, 480),
+                   help="video size (640x480)")
     p.add_argument("--fps", type=float, default=30.0, choices=(15.0, 24.0, 25.0, 30.0))
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8",
                    help="preferred video codec (vp8)")
-    p.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    p.add_argument("--duration", type=float_in(1e-3, 1e7, "duration"),
+                   help="stop after this many seconds")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -69,7 +49,7 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (127.0.0.1; 0.0.0.0 lets the network watch)")
-    p.add_argument("--port", type=_port, default=8080, help="HTTP port (8080)")
+    p.add_argument("--port", type=int_in(0, 65535, "port"), default=8080, help="HTTP port (8080)")
     p.set_defaults(handler=run_serve)
     return p
 
@@ -78,7 +58,8 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "call", help="a call between two avatar-cam instances over WebRTC")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--listen", type=_port, metavar="PORT", help="wait for a call on PORT")
+    how.add_argument("--listen", type=int_in(0, 65535, "port"), metavar="PORT",
+                     help="wait for a call on PORT")
     how.add_argument("--connect", metavar="URL", help="call http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1",
                    help="with --listen: address to listen on (127.0.0.1; 0.0.0.0 for a LAN)")
