@@ -30,6 +30,7 @@ from ..person import Person, calibration_root, check_name, person_dir, save_pers
 
 log = logging.getLogger("avatar_cam")
 POSITIVE = int_in(1, 10**9, "value")
+LIVENESS_MAX_FRAMES = 30 * 60  # a minute of camera frames at most
 
 
 def add_parsers(sub: Any) -> None:
@@ -109,17 +110,26 @@ def train_config(args: argparse.Namespace) -> Any:
                        seed=args.seed)
 
 
-def _record(camera: str, seconds: float, folder: Path) -> Path:
+def _record(camera: str, seconds: float, folder: Path,
+            opener: Callable[[int | str], Any] | None = None,
+            check: Any = None) -> Path:
+    """Record ``seconds`` of the webcam into folder/camera.mp4, after a liveness check
+    (turn the head, blink, in a random order, verified with the tracker) so that people
+    enroll themselves rather than a photo of someone else."""
     import cv2
 
-    cap = cv2.VideoCapture(int(camera) if camera.isdigit() else camera)
+    from ..honesty.liveness import LivenessCheck
+
+    device: int | str = int(camera) if camera.isdigit() else camera
+    cap = (opener or cv2.VideoCapture)(device)
     if not cap.isOpened():
         raise CameraError(f"camera {camera} could not be opened",
                           "check it is connected; `avatar-cam devices` lists cameras")
     path = folder / "camera.mp4"
     writer = None
-    t_end = time.monotonic() + seconds
     try:
+        _check_liveness(cap, check or LivenessCheck(), camera)
+        t_end = time.monotonic() + seconds
         while time.monotonic() < t_end:
             ok, img = cap.read()
             if not ok:
@@ -136,6 +146,34 @@ def _record(camera: str, seconds: float, folder: Path) -> Path:
     if writer is None:
         raise CameraError(f"camera {camera} gave no frames", "check it is not in use")
     return path
+
+
+def _check_liveness(cap: Any, check: Any, camera: str) -> None:
+    """Prompt (on stderr) and track until the check passes; fail with a clear error."""
+    from ..tracking import MediaPipeTracker
+    from ..types import Frame
+
+    shown = ""
+    # Raw landmarks: smoothing would flatten a blink, which lasts only a few frames.
+    with MediaPipeTracker(smoothing=None) as tracker:
+        for seq in range(LIVENESS_MAX_FRAMES):
+            ok, img = cap.read()
+            if not ok:
+                raise CameraError(f"camera {camera} stopped during the liveness check",
+                                  "check it is connected and not used by another app")
+            t_ns = time.monotonic_ns()
+            status = check.update(tracker.track(Frame(seq, t_ns, img)), t_ns / 1e9)
+            if status.prompt != shown:
+                shown = status.prompt
+                log.info("liveness: %s", shown)
+            if status.passed:
+                return
+            if status.failed is not None:
+                break
+    why = status.failed or "it took too long"
+    raise AvatarCamError(f"liveness check failed: {why}",
+                         "enroll yourself, live, in good light, following the prompts "
+                         "(or enroll from your own clip with --video and --consent)")
 
 
 def calibrate(args: argparse.Namespace) -> int:
