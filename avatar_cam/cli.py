@@ -36,9 +36,10 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo")
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
-    p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="warp",
-                   help="warp (default): piecewise-affine warp of the enrollment photo; "
-                        "neural: the person's trained generator; auto: neural when trained")
+    p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="auto",
+                   help="auto (default): the person's trained generator if they have one, "
+                        "else warp; neural: insist on the generator; warp: piecewise-affine "
+                        "warp of the enrollment photo, no generator")
     from .backends.runtime import GROUPS  # light: no torch or onnxruntime import
 
     p.add_argument("--backend", default="auto", choices=sorted(GROUPS),

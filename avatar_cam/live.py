@@ -39,9 +39,9 @@ class LiveOptions:
     frames: int | None = None  # stop after this many output frames
     pace: bool = True  # send at most fps frames a second
     track: bool = True  # False: drive from a synthetic source's ground truth
-    # warp until the neural generator beats it (issue 3's quality targets): auto picks the
-    # neural generator whenever the person has one, neural insists on it.
-    renderer: str = "warp"
+    # auto: the person's neural generator when they have one (the demo identity does),
+    # else the warp renderer; neural insists on the generator; warp never uses it.
+    renderer: str = "auto"
     backend: str = "auto"  # neural renderer's runtime: auto picks the fastest available
     precision: str = "auto"  # auto | fp32 | fp16 | int8
     label: bool = True  # the visible "AI avatar" badge; off only by explicit choice

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from _report import HERE, machine, markdown_table, write
 
-from avatar_cam.backends.export import calibration_sketches, export_onnx
+from avatar_cam.backends.export import calibration_inputs, export_onnx
 from avatar_cam.backends.ort_backend import OrtBackend
 from avatar_cam.backends.runtime import Backend, unavailable
 from avatar_cam.backends.torch_backend import TorchBackend
@@ -98,7 +98,7 @@ def _gpu_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray,
 def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...],
                 errors_on: int) -> list[dict[str, Any]]:
     r = g.cfg.resolution
-    cal = calibration_sketches(DEMO, r, 8 if g.cfg.variant == "realtime" else 4)
+    cal = calibration_inputs(DEMO, r, 8 if g.cfg.variant == "realtime" else 4)
     held = cal[1::2][:errors_on]
     with torch.inference_mode():
         ref = g(torch.from_numpy(held)).numpy()

@@ -7,15 +7,20 @@ benchmarks/README.md is rebuilt from everything measured so far):
             frames of an animated face). Fetched with `apt-get download opencv-doc` +
             `dpkg -x` into .cache/quality/ (never committed; skipped with the reason when
             it cannot be had). Crops at 256, the last 20% of usable frames held out
-            (contiguous), the 10% before them for early stopping; enrollment training as
-            `avatar-cam calibrate --video`, then `evaluate` figures on the held-out slice.
-            Baseline to beat (from the issue): plain U-Net, L1 + SSIM, SSIM 0.69 / 19.7 dB.
-  compare   the real-time G against the full-size G, trained alike on the same Megamind
+            (contiguous), every 10th frame before them for early stopping; the photo is
+            the most frontal face before the held-out slice; enrollment training as
+            `avatar-cam calibrate --video` (sketch+warp generator), then `evaluate`
+            figures on the held-out slice, beside the warp renderer alone from the same
+            photo (measured in the same run). Baseline to beat (from the issue): plain
+            U-Net, L1 + SSIM, SSIM 0.69 / 19.7 dB.
+  compare   the real-time G against the full-size G, and the sketch-only G (the
+            paper's conditioning) against sketch+warp, trained alike on the same Megamind
             split (smaller resolution and budget, see --compare-res/--compare-steps).
   demo      calibration/demo driven by the synthetic driver (the motion script on its
             neutral face): NME and MediaPipe's face-found rate on the generated frames.
   speed     ONNX Runtime (opset 17, 2 threads) per-frame time of the real-time and full
-            generators at 256x256, and MACs.
+            generators at 256x256 (sketch+warp input), MACs, and the warp render that
+            makes the conditioning.
 
     .venv/bin/python benchmarks/quality.py [--parts megamind,compare,demo,speed] [--steps 400]
     .venv/bin/python benchmarks/quality.py --parts table   # rebuild the README table only
@@ -37,11 +42,13 @@ import torch
 from _report import RESULTS, machine, markdown_table, write
 
 from avatar_cam import mesh, motion
-from avatar_cam.calibrate.dataset import Clip, prepare_clip, read_video, split
+from avatar_cam.calibrate.dataset import Clip, photo_choice, prepare_clip, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
-from avatar_cam.calibrate.train import TrainConfig, fit
+from avatar_cam.calibrate.train import TrainConfig, fit, to_tensor
+from avatar_cam.model import losses
 from avatar_cam.model.config import ModelConfig, full_config
 from avatar_cam.model.generator import Generator, count_macs
+from avatar_cam.render.condition import Conditioner
 from avatar_cam.render.neural import NeuralRenderer, torch_infer
 from avatar_cam.types import Frame, Landmarks
 
@@ -85,19 +92,34 @@ def megamind_clip(resolution: int) -> tuple[Clip | None, str]:
     return clip, ""
 
 
+def warp_only(clip: Clip, test: Clip) -> dict[str, float]:
+    """The warp renderer alone from the same photo on the held-out slice (no training)."""
+    k = photo_choice(clip.points)
+    with Conditioner(clip.resolution, True, (clip.crops[k], clip.points[k])) as c:
+        warped = np.stack([c(p)[:, :, 3:] for p in test.points])
+    real = to_tensor(test.crops)
+    ssim = float(losses.ssim(to_tensor(warped), real).mean())
+    mse = ((warped.astype(np.float64) - test.crops) ** 2).mean(axis=(1, 2, 3))
+    return {"ssim": ssim, "psnr": float(np.mean(10 * np.log10(255.0**2 / mse)))}
+
+
 def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig) -> dict[str, Any]:
     train, val, test = split(clip)
-    res = fit(cfg, train, val, tc, work=CACHE / f"work-{cfg.variant}-{cfg.resolution}",
-              log=print)
-    shutil.rmtree(CACHE / f"work-{cfg.variant}-{cfg.resolution}", ignore_errors=True)
+    k = photo_choice(clip.points)
+    reference = (clip.crops[k], clip.points[k])
+    tag = f"{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
+    res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print)
+    shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)
     torch.set_num_threads(2)
-    report = evaluate_clip(torch_infer(res.generator), test,
-                           png=CACHE / f"megamind-{cfg.variant}-{cfg.resolution}.png")
+    with Conditioner(cfg.resolution, cfg.warp, reference) as conditioner:
+        report = evaluate_clip(torch_infer(res.generator), test,
+                               png=CACHE / f"megamind-{tag}.png", conditioner=conditioner)
     report.update(split={"train": len(train), "val": len(val), "held_out": len(test)},
                   clip=clip.stats, steps=res.steps_run, best_step=res.best_step,
                   best_val_ssim=res.best_val_ssim, batch=tc.batch,
                   seconds_per_step=res.seconds_per_step, train_seconds=res.seconds,
-                  variant=cfg.variant, resolution=cfg.resolution,
+                  variant=cfg.variant, condition=cfg.condition, resolution=cfg.resolution,
+                  photo_frame=int(clip.index[k]),
                   history=[{k: round(v, 4) for k, v in h.items()} for h in res.history])
     return report
 
@@ -108,8 +130,10 @@ def part_megamind(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": why}
     tc = TrainConfig(steps=args.steps, batch=args.batch, adv_start=args.adv_start,
                      eval_every=25, patience=args.patience)
-    report = train_and_evaluate(ModelConfig(resolution=256), clip, tc)
-    report["projection"] = gpu_projection(ModelConfig(resolution=256), report)
+    cfg = ModelConfig(resolution=256, condition="sketch+warp")
+    report = train_and_evaluate(cfg, clip, tc)
+    report["warp_only"] = warp_only(clip, split(clip)[2])
+    report["projection"] = gpu_projection(cfg, report)
     return report
 
 
@@ -120,15 +144,18 @@ def part_compare(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": why}
     tc = TrainConfig(steps=args.compare_steps, batch=args.batch, adv_start=10**9,
                      eval_every=25, patience=10**9)
-    out = {}
-    for cfg in (ModelConfig(resolution=r), full_config(r)):
+    out: dict[str, Any] = {}
+    for key, cfg in (("realtime", ModelConfig(resolution=r, condition="sketch+warp")),
+                     ("full", full_config(r, "sketch+warp")),
+                     ("realtime-sketch", ModelConfig(resolution=r))):
         rep = train_and_evaluate(cfg, clip, tc)
-        out[cfg.variant] = {k: rep[k] for k in ("ssim", "psnr", "ms_ssim", "nme", "face_found",
-                                                "seconds_per_step", "steps", "best_step")}
-        out[cfg.variant]["macs"] = count_macs(Generator(cfg))
+        out[key] = {k: rep[k] for k in ("ssim", "psnr", "ms_ssim", "nme", "face_found",
+                                        "seconds_per_step", "steps", "best_step")}
+        out[key]["macs"] = count_macs(Generator(cfg))
+    out["warp_only"] = warp_only(clip, split(clip)[2])
     out.update(resolution=r, steps=args.compare_steps, batch=args.batch,
-               note="both trained alike (L1 + MS-SSIM, no adversarial terms) on the same "
-                    "Megamind split; figures on the held-out slice")
+               note="all trained alike (L1 + MS-SSIM + SSIM, no adversarial terms) on the "
+                    "same Megamind split; figures on the held-out slice")
     return out
 
 
@@ -195,7 +222,7 @@ def ort_time(g: Generator, runs: int = 50) -> dict[str, float]:
     import onnxruntime as ort
 
     r = g.cfg.resolution
-    x = (torch.rand(1, 3, r, r) > 0.95).float()
+    x = (torch.rand(1, g.cfg.cond_channels, r, r) > 0.95).float()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.onnx"
         torch.onnx.export(g.eval(), (x,), str(path), opset_version=17, input_names=["cond"],
@@ -217,13 +244,26 @@ def ort_time(g: Generator, runs: int = 50) -> dict[str, float]:
 
 def part_speed(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for cfg, runs in ((ModelConfig(resolution=256), 100), (full_config(256), 10)):
+    for cfg, runs in ((ModelConfig(resolution=256, condition="sketch+warp"), 100),
+                      (full_config(256, "sketch+warp"), 10)):
         g = Generator(cfg)
         g.fold(torch.randn(1, g.n_adain) * 0.1)
         out[cfg.variant] = {"macs": count_macs(g), "params": sum(p.numel() for p in
                                                                 g.parameters()),
                             **ort_time(g, runs)}
     out["budget_ms"] = 20.0
+    from avatar_cam.person import load_person
+
+    person = load_person("demo")
+    s = person.crop_size
+    with Conditioner(256, True, (person.crop, person.neutral)) as c:
+        ts = []
+        for n in range(100):
+            pts = motion.animate(person.neutral, motion.script(n / 30.0))
+            t0 = time.perf_counter()
+            c(pts, (s, s))
+            ts.append((time.perf_counter() - t0) * 1e3)
+    out["conditioning_ms"] = float(np.median(ts))  # sketch + warp render at 256
     return out
 
 

@@ -354,6 +354,43 @@ def test_backend_renderer_matches_the_reference_renderer(env: Path) -> None:
     assert a.std() > 1  # a picture, not a constant
 
 
+@pytest.mark.parametrize("correction", [0.0, 0.05])
+def test_sketch_warp_generator_on_a_backend(env: Path, correction: float) -> None:
+    """A sketch+warp generator gets the warp render of the person's crop as channels 4-6:
+    with a zero correction its output IS that render; with one, ONNX Runtime still
+    matches the PyTorch reference."""
+    from avatar_cam.honesty.signing import sign_model
+    from avatar_cam.model.generator import load_generator
+    from avatar_cam.render.neural import NeuralRenderer
+    from avatar_cam.render.warp import WarpRenderer
+
+    folder = env / "calibration" / "tiny"
+    torch.manual_seed(1)
+    g = Generator(tiny_config(R, condition="sketch+warp")).eval()
+    with torch.no_grad():
+        g.head.weight.normal_(0, correction)
+    g.fold(torch.randn(1, g.n_adain) * 0.3)
+    save_generator(g, folder / "generator.safetensors")
+    (folder / "signature.json").unlink()
+    sign_model(folder, "tiny")
+    assert load_generator(folder / "generator.safetensors")[0].cfg.cond_channels == 6
+    person = load_person("tiny", env / "calibration")
+    s = person.crop_size
+    target = person.neutral.copy()
+    target[:, 0] += 0.03 * s  # move the face: the warp render differs from the crop
+    lm = Landmarks(0, 0, target, (s, s))
+    with open_renderer(person, backend="onnxruntime-cpu") as fast, \
+            NeuralRenderer(person) as ref, WarpRenderer(person.crop, person.neutral, R) as w:
+        assert fast.backend.input_spec().shape == (1, 6, R, R)
+        a, b, warped = fast.render(lm), ref.render(lm), w.render(lm)
+    assert int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
+    diff = np.abs(b.astype(int) - warped.astype(int))
+    if correction == 0.0:
+        assert diff.max() == 0
+    else:
+        assert diff.mean() > 1
+
+
 def test_onnxruntime_backend_inside_the_live_pipeline(env: Path,
                                                       tmp_path: Path) -> None:
     from avatar_cam.capture import VideoFileSource
@@ -369,8 +406,8 @@ def test_onnxruntime_backend_inside_the_live_pipeline(env: Path,
     person: Person = load_person("tiny", env / "calibration")
     clip = tmp_path / "drive.mp4"
     Footage(person, (320, 240)).write(clip, 30)
-    renderer = BackendRenderer(open_backend(person.folder, backend="onnxruntime-cpu",
-                                            options=OpenOptions(threads=1)))
+    renderer = open_renderer(person, backend="onnxruntime-cpu",
+                             options=OpenOptions(threads=1))
     layout = make_layout(person.photo, person.crop_to_photo, person.crop_size, (320, 180))
     got: list[AvatarFrame] = []
     pipeline = Pipeline(VideoFileSource(clip, realtime=True), MediaPipeTracker(),
@@ -583,3 +620,15 @@ def test_tensorrt_builder_follows_the_major_version(tmp_path: Path,
         assert info["float32_layers"] == len(pinned)
     else:
         assert asked == ["fp32"] and rec["set"] == [] and rec["cleared"] == ["TF32"]
+
+
+def test_renderer_refuses_an_engine_of_other_conditioning(env: Path) -> None:
+    """An engine built for the sketch alone cannot serve a sketch+warp conditioner (a
+    stale engine after re-enrolling): a clear error naming the fix, and no leaked session."""
+    from avatar_cam.render.condition import Conditioner
+
+    person = load_person("tiny", env / "calibration")
+    backend = open_backend(person.folder, backend="onnxruntime-cpu")
+    with pytest.raises(ModelError, match="rebuild the engine"):
+        BackendRenderer(backend, Conditioner(R, True, (person.crop, person.neutral)))
+    backend.close()

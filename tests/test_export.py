@@ -60,7 +60,7 @@ def folder(person: Person, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sketches(folder: Path) -> np.ndarray:
-    return export.calibration_sketches(folder, R, count=12)
+    return export.calibration_inputs(folder, R, count=12)
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def _run(data: bytes, x: np.ndarray) -> np.ndarray:
     return np.asarray(sess.run(None, {export.INPUT_NAME: x})[0])
 
 
-def test_calibration_sketches_come_from_the_persons_frames(folder: Path,
+def test_calibration_inputs_come_from_the_persons_frames(folder: Path,
                                                            sketches: np.ndarray) -> None:
     assert sketches.shape == (12, 3, R, R) and sketches.dtype == np.float32
     assert sketches.min() >= 0.0 and sketches.max() == 1.0
@@ -80,7 +80,7 @@ def test_calibration_sketches_come_from_the_persons_frames(folder: Path,
     # Without a held-out set, the neutral face animated by the script still calibrates.
     bare = folder.parent / "bare"
     shutil.copytree(folder, bare, ignore=shutil.ignore_patterns("heldout"))
-    fallback = export.calibration_sketches(bare, R, count=4)
+    fallback = export.calibration_inputs(bare, R, count=4)
     assert fallback.shape == (4, 3, R, R) and (fallback.max(axis=(1, 2, 3)) == 1.0).all()
 
 
@@ -188,7 +188,7 @@ def test_norms_stay_accurate_on_large_images() -> None:
 
     torch.manual_seed(0)
     net = Net().eval()
-    data = export._torch_export(net, 512)
+    data = export._torch_export(net, 512, 3)
     x = torch.rand(1, 3, 512, 512)
     with torch.no_grad():
         ref64 = copy.deepcopy(net).double()(x.double()).numpy()

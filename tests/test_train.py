@@ -59,10 +59,14 @@ def test_clip_is_tracked_aligned_and_split(clip64: Clip) -> None:
     assert clip64.crops.shape[1:] == (64, 64, 3) and clip64.points.shape[1:] == (478, 3)
     assert clip64.stats["with_face"] >= 58 and len(clip64) >= 50
     train, val, test = split(clip64)
-    # Held-out = the last 20% in time, contiguous; validation just before it.
-    assert test.index.min() > val.index.max() > train.index.max()
+    # Held-out = the last 20% in time, contiguous; validation every 10th frame before it;
+    # the photo (warp source) is never a held-out frame.
+    assert test.index.min() > max(val.index.max(), train.index.max())
     assert len(test) == round(0.2 * len(clip64))
-    assert np.all(np.diff(test.index) > 0)
+    assert np.all(np.diff(test.index) == 1)
+    assert set(val.index) & set(train.index) == set()
+    assert np.all(np.diff(val.index) == 10) and len(train) + len(val) + len(test) == len(clip64)
+    assert clip64.stats["photo_frame"] < test.index.min()
     # Faces are centred in the crop: the nose tip sits near the middle.
     nose = clip64.points[:, 1, :2]
     assert np.all(np.abs(nose - 32) < 16)
@@ -168,8 +172,9 @@ def test_metatrain_runs_episodes_and_inits_enrollment(
     assert info["people"] == ["id0", "id1", "id2"] and info["steps"] == 4
     assert info["seconds_per_step"] > 0
     train, val, _ = split(clip64)
+    assert meta.cfg.condition == "sketch+warp"  # metatrain's default, as calibrate's
     res = fit(meta.cfg, train, val, TrainConfig(steps=4, batch=2, eval_every=2),
-              init=meta_ckpt, progress=False)
+              init=meta_ckpt, progress=False, reference=(train.crops[0], train.points[0]))
     assert res.steps_run == 4
     # psi started at P e (not zero): the personalized scales differ from 1.
     scales = [m.scale for m in res.generator.modules() if hasattr(m, "scale")]

@@ -101,12 +101,12 @@ def _check_tensorrt(model: Any, precision: str, batch: int, cache: Any) -> None:
 
     from ..model.generator import load_generator
     from .engines import build_command, tensorrt_plan
-    from .export import PARITY_LIMITS, calibration_sketches
+    from .export import PARITY_LIMITS, calibration_inputs
     from .trt_backend import TrtBackend
 
     plan = tensorrt_plan(model, precision, cache, max_batch=batch, rebuild=False)
     how = build_command(model.person, "tensorrt", precision, batch)
-    x = calibration_sketches(model.folder, model.resolution, 8)
+    x = calibration_inputs(model.folder, model.resolution, 8)
     g, _ = load_generator(model.path, model.resolution, "cuda")
     errs = []
     tf32 = torch.backends.cudnn.allow_tf32

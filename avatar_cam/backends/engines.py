@@ -89,11 +89,11 @@ def onnx_model(model: Model, precision: str, cache: EngineCache, *,
 
 def _export(model: Model, precision: str) -> tuple[bytes, dict[str, Any]]:
     from ..model.generator import load_generator
-    from .export import calibration_sketches, check_parity, export_onnx, require_parity
+    from .export import calibration_inputs, check_parity, export_onnx, require_parity
 
     t0 = time.perf_counter()
     g, _ = load_generator(model.path, model.resolution)
-    sketches = calibration_sketches(model.folder, model.resolution)
+    sketches = calibration_inputs(model.folder, model.resolution)
     data = export_onnx(g, precision, sketches if precision == "int8" else None)
     # Parity on every other sketch: for int8 half of them were not used to calibrate.
     parity = check_parity(g, data, precision, sketches[1::2])
@@ -126,7 +126,7 @@ def tensorrt_plan(model: Model, precision: str, cache: EngineCache, *, max_batch
 
 def _build_plan(model: Model, fp: Fingerprint, cache: EngineCache,
                 workspace_mb: int) -> tuple[bytes, dict[str, Any]]:
-    from .export import calibration_sketches
+    from .export import calibration_inputs
     from .tensorrt_build import TrtBuildOptions, build_plan
 
     log.warning("building the TensorRT %s engine for %s on %s: this takes a minute or "
@@ -137,7 +137,7 @@ def _build_plan(model: Model, fp: Fingerprint, cache: EngineCache,
         timing_cache=cache.timing_cache_path(fp.runtime, fp.runtime_version, fp.device),
         calibration_cache=cache.root / (f"calib.{model.person}.{model.sha256[:12]}."
                                         f"{fp.runtime_version}.r{model.resolution}.cache"))
-    sketches = calibration_sketches(model.folder, model.resolution) \
+    sketches = calibration_inputs(model.folder, model.resolution) \
         if fp.precision == "int8" else None
     return build_plan(lambda precision: onnx_model(model, precision, cache), opts, sketches,
                       cache.write_bytes)

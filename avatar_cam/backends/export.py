@@ -1,7 +1,8 @@
 """A personalized generator -> ONNX (opset 17) in float32, float16 or QDQ int8, with a
 parity check against float32 PyTorch.
 
-Input ``cond``: (B, 3, R, R) float32 sketch in [0, 1]; output ``face``: (B, 3, R, R)
+Input ``cond``: (B, C, R, R) float32 conditioning image in [0, 1] (C = 3, the sketch, or
+6, the sketch and the warp render); output ``face``: (B, 3, R, R)
 float32 in [-1, 1] (BGR). R is fixed by the model; B is a dynamic axis so one file serves
 batch 1 (live) and batched serving. Every precision keeps float32 I/O, so callers never
 care which one they got.
@@ -12,7 +13,7 @@ care which one they got.
   casting in PyTorch, so the ONNX is *strongly typed*: TensorRT 11 builds it as is.
 - int8: explicit quantization (QuantizeLinear/DequantizeLinear pairs, symmetric, per
   output channel for weights) around every convolution, scales calibrated on the
-  person's own enrollment sketches (``calibration_sketches``); norms stay float32. The
+  person's own enrollment sketches (``calibration_inputs``); norms stay float32. The
   format TensorRT 10/11 (strongly typed) and ONNX Runtime both run.
 
 Instance norms are exported as primitives with two-stage means (``_instance_norm``), not
@@ -130,11 +131,11 @@ def _check_norms(module: nn.Module) -> None:
             raise ValueError(f"{name}: only plain instance norms (eps {EPS}) export")
 
 
-def _torch_export(module: nn.Module, resolution: int) -> bytes:
+def _torch_export(module: nn.Module, resolution: int, channels: int) -> bytes:
     from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
 
     _check_norms(module)
-    example = torch.zeros(1, 3, resolution, resolution)
+    example = torch.zeros(1, channels, resolution, resolution)
     register_custom_op_symbolic("::instance_norm", _instance_norm, OPSET)
     try:
         with tempfile.TemporaryDirectory(prefix="avatar-cam-onnx-") as tmp, \
@@ -173,31 +174,31 @@ def _with_metadata(data: bytes, precision: str, resolution: int, scopes: list[st
 
 def export_onnx(g: Generator, precision: str = "fp32",
                 calibration: np.ndarray | None = None) -> bytes:
-    """ONNX bytes of a folded generator. int8 needs ``calibration``: (N, 3, R, R) float32
-    sketches in [0, 1] (``calibration_sketches``)."""
+    """ONNX bytes of a folded generator. int8 needs ``calibration``: (N, C, R, R) float32
+    conditioning images in [0, 1] (``calibration_inputs``)."""
     import onnx
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    r = g.cfg.resolution
+    r, c = g.cfg.resolution, g.cfg.cond_channels
     g = g.to("cpu").eval()
-    fp32 = _torch_export(g, r)
+    fp32 = _torch_export(g, r, c)
     scopes = float32_scopes(onnx.load_from_string(fp32))
     if precision == "fp32":
         data = fp32
     elif precision == "fp16":
-        data = _torch_export(half_generator(g), r)
+        data = _torch_export(half_generator(g), r, c)
         scopes = float32_scopes(onnx.load_from_string(data))
     else:
         if calibration is None or len(calibration) == 0:
-            raise ValueError("int8 export needs calibration sketches")
+            raise ValueError("int8 export needs calibration inputs")
         data = quantize_qdq(fp32, calibration)
     return _with_metadata(data, precision, r, scopes)
 
 
 def quantize_qdq(fp32: bytes, calibration: np.ndarray) -> bytes:
     """Explicit int8 quantization of the convolutions (QDQ format, symmetric scales as
-    TensorRT requires), calibrated on ``calibration`` (N, 3, R, R) float32.
+    TensorRT requires), calibrated on ``calibration`` (N, C, R, R) float32.
 
     The first and the last convolution stay float: the sketch's thin lines and the output
     pixels are where 8 bits hurt most (on the demo generator this halves the max error)."""
@@ -247,9 +248,10 @@ class _DropAdvice(logging.Filter):
 # -- calibration data: the person's own sketches ------------------------------------------
 
 
-def calibration_sketches(folder: Path, resolution: int,
-                         count: int = CALIBRATION_FRAMES) -> np.ndarray:
-    """(N, 3, R, R) float32 in [0, 1]: conditioning sketches of the person's own face.
+def calibration_inputs(folder: Path, resolution: int,
+                       count: int = CALIBRATION_FRAMES) -> np.ndarray:
+    """(N, C, R, R) float32 in [0, 1]: conditioning images of the person's own face, for
+    the person's generator (C = 6 with the warp render when it is a sketch+warp one).
 
     From calibration/NAME/heldout/points.npy (the enrollment frames `calibrate` kept, in
     crop pixels of the held-out PNGs), topped up with the neutral face animated by the
@@ -258,7 +260,9 @@ def calibration_sketches(folder: Path, resolution: int,
     import cv2
 
     from .. import motion
-    from ..raster import rasterize
+    from ..model.generator import generator_config
+    from ..render.condition import for_folder
+    from ..render.neural import GENERATOR_FILE
 
     folder = Path(folder)
     sets: list[tuple[np.ndarray, tuple[int, int]]] = []
@@ -274,8 +278,11 @@ def calibration_sketches(folder: Path, resolution: int,
     for i in range(max(0, count - len(sets))):
         t = i * motion.PERIOD_S / max(1, count - len(sets))
         sets.append((motion.animate(neutral, motion.script(t)).astype(np.float32), size))
-    sketches = np.stack([rasterize(p, s, resolution) for p, s in sets])  # (N, R, R, 3) uint8
-    return np.ascontiguousarray(sketches.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    gen = folder / GENERATOR_FILE
+    warp = gen.is_file() and generator_config(gen).warp
+    with for_folder(folder, resolution, warp) as conditioner:
+        conds = np.stack([conditioner(p, s) for p, s in sets])  # (N, R, R, C) uint8
+    return np.ascontiguousarray(conds.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
 def _neutral(folder: Path) -> tuple[np.ndarray, tuple[int, int]]:
@@ -325,7 +332,7 @@ class Parity:
 def check_parity(g: Generator, onnx_bytes: bytes, precision: str,
                  inputs: np.ndarray) -> Parity:
     """Run the ONNX on ONNX Runtime's CPU provider and float32 PyTorch on ``inputs``
-    (N, 3, R, R) float32; compare outputs."""
+    (N, C, R, R) float32; compare outputs."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -29,10 +29,7 @@ class OrtBackend(Backend):
                  workspace_mb: int = 1024) -> None:
         if provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
-        shape = (batch, 3, resolution, resolution)
         dev = "cpu" if provider == "cpu" else "cuda:0"
-        super().__init__(precision, TensorSpec(INPUT_NAME, shape, "float32", dev),
-                         TensorSpec(OUTPUT_NAME, shape, "float32", dev))
         self.name = f"onnxruntime-{provider}"
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -55,6 +52,15 @@ class OrtBackend(Backend):
         if provider != "cpu":
             providers.append(PROVIDERS["cpu"])
         self.session = ort.InferenceSession(onnx_bytes, so, providers=providers)
+        channels = self.session.get_inputs()[0].shape[1]  # 3: sketch, 6: sketch + warp
+        if channels not in (3, 6):
+            raise BackendError(f"the ONNX model takes {channels} input channels, not 3 or 6",
+                               "rebuild it: avatar-cam build-engine NAME")
+        super().__init__(precision,
+                         TensorSpec(INPUT_NAME, (batch, channels, resolution, resolution),
+                                    "float32", dev),
+                         TensorSpec(OUTPUT_NAME, (batch, 3, resolution, resolution),
+                                    "float32", dev))
         active = self.session.get_providers()
         if active[0] != PROVIDERS[provider]:
             raise BackendError(f"onnxruntime could not load {PROVIDERS[provider]} "
@@ -65,23 +71,23 @@ class OrtBackend(Backend):
             raise BackendError(f"the ONNX model has I/O {inp.name}/{out.name}, expected "
                                f"{INPUT_NAME}/{OUTPUT_NAME}", "rebuild it with build-engine")
         self._io = self.session.io_binding()
+        shape, in_shape = self._out.shape, self._in.shape
         if provider == "cpu":
-            self._x = np.zeros(shape, np.float32)
+            self._x = np.zeros(in_shape, np.float32)
             self._y = np.zeros(shape, np.float32)
             self._bind("cpu", self._x.ctypes.data, self._y.ctypes.data)
         else:
             import torch
 
             self._torch = torch
-            self._dx = torch.zeros(shape, dtype=torch.float32, device="cuda:0")
+            self._dx = torch.zeros(in_shape, dtype=torch.float32, device="cuda:0")
             self._dy = torch.zeros(shape, dtype=torch.float32, device="cuda:0")
             self._host_y = torch.empty(shape, dtype=torch.float32, pin_memory=True)
             self._bind("cuda", self._dx.data_ptr(), self._dy.data_ptr())
 
     def _bind(self, device: str, x_ptr: int, y_ptr: int) -> None:
-        shape = list(self._in.shape)
-        self._io.bind_input(INPUT_NAME, device, 0, np.float32, shape, x_ptr)
-        self._io.bind_output(OUTPUT_NAME, device, 0, np.float32, shape, y_ptr)
+        self._io.bind_input(INPUT_NAME, device, 0, np.float32, list(self._in.shape), x_ptr)
+        self._io.bind_output(OUTPUT_NAME, device, 0, np.float32, list(self._out.shape), y_ptr)
 
     def _infer_host(self, x: np.ndarray) -> np.ndarray:
         if self._in.device == "cpu":

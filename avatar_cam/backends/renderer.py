@@ -1,7 +1,8 @@
 """BackendRenderer: landmarks -> face through any backend (the renderer stage the live
 pipeline uses for the neural generator).
 
-Per frame: ``raster.rasterize`` draws the sketch at the model's resolution, the backend
+Per frame: ``render.condition.Conditioner`` makes the conditioning image at the model's
+resolution (sketch, and the warp render for a ``sketch+warp`` generator), the backend
 runs the generator, and the result becomes (R, R, 3) uint8 BGR with exactly the rounding
 of ``render.neural.torch_infer``, so every backend yields the reference's pixels up to
 its numeric error. The input buffer is allocated once.
@@ -15,10 +16,11 @@ from types import TracebackType
 import numpy as np
 
 from ..errors import ModelError
+from ..model.generator import generator_config
 from ..person import Person
-from ..raster import rasterize
-from ..render.neural import Infer, has_neural, read_meta
-from ..types import Landmarks, check_points
+from ..render.condition import Conditioner, for_folder
+from ..render.neural import GENERATOR_FILE, Infer, checked, has_neural, read_meta
+from ..types import Landmarks
 from .runtime import Backend, OpenOptions, open_backend
 
 
@@ -28,20 +30,16 @@ def to_uint8(face: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y.transpose(1, 2, 0))
 
 
-def sketch_infer(backend: Backend) -> Infer:
-    """A ``render.neural.Infer`` ((R, R, 3) uint8 sketch -> (R, R, 3) uint8 face) over a
-    batch-1 backend: what NeuralRenderer needs to run on any backend."""
+def cond_infer(backend: Backend) -> Infer:
+    """A ``render.neural.Infer`` ((R, R, C) uint8 conditioning -> (R, R, 3) uint8 face)
+    over a batch-1 backend: what NeuralRenderer needs to run on any backend."""
     spec = backend.input_spec()
     if spec.shape[0] != 1:
         raise ValueError(f"a renderer needs a batch-1 backend, got input {spec.shape}")
-    r = spec.shape[2]
     x = np.zeros(spec.shape, np.float32)
 
-    def infer(sketch: np.ndarray) -> np.ndarray:
-        if sketch.shape != (r, r, 3) or sketch.dtype != np.uint8:
-            raise ValueError(f"sketch must be ({r}, {r}, 3) uint8, got {sketch.shape} "
-                             f"{sketch.dtype}")
-        np.multiply(sketch.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=x[0])
+    def infer(cond: np.ndarray) -> np.ndarray:
+        np.multiply(cond.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=x[0])
         return to_uint8(backend.infer(x)[0])
 
     return infer
@@ -51,24 +49,29 @@ class BackendRenderer:
     """render(lm) -> (R, R, 3) uint8 BGR face for landmarks in pixels of ``lm.size`` (the
     person's crop space). Owns the backend: close() closes it."""
 
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.resolution = backend.input_spec().shape[2]
-        self._infer: Infer | None = sketch_infer(backend)
+    def __init__(self, backend: Backend, conditioner: Conditioner) -> None:
+        spec = backend.input_spec().shape
+        if spec[1:] != (conditioner.channels, conditioner.resolution, conditioner.resolution):
+            raise ModelError(f"the engine takes {spec[1:]}, the generator's conditioning is "
+                             f"{conditioner.channels} x {conditioner.resolution}^2",
+                             "rebuild the engine: avatar-cam build-engine NAME")
+        self.backend, self.conditioner = backend, conditioner
+        self.resolution = conditioner.resolution
+        self._infer: Infer | None = checked(cond_infer(backend), conditioner)
 
     def render(self, lm: Landmarks) -> np.ndarray:
-        check_points(lm.points)
-        return self.generate(rasterize(lm.points, lm.size, self.resolution))
+        return self.generate(self.conditioner.render(lm))
 
-    def generate(self, sketch: np.ndarray) -> np.ndarray:
+    def generate(self, cond: np.ndarray) -> np.ndarray:
         if self._infer is None:
             raise RuntimeError("BackendRenderer is closed")
-        return self._infer(sketch)
+        return self._infer(cond)
 
     def close(self) -> None:
         if self._infer is not None:
             self._infer = None
             self.backend.close()
+            self.conditioner.close()
 
     def __enter__(self) -> BackendRenderer:
         return self
@@ -89,4 +92,10 @@ def open_renderer(person: Person | Path | str, resolution: int | None = None,
                          f"train one: avatar-cam calibrate {folder.name} --video CLIP "
                          "(or --images PHOTO), or use --renderer warp")
     read_meta(folder)
-    return BackendRenderer(open_backend(folder, resolution, backend, precision, options))
+    warp = generator_config(folder / GENERATOR_FILE).warp
+    b = open_backend(folder, resolution, backend, precision, options)
+    try:
+        return BackendRenderer(b, for_folder(folder, b.input_spec().shape[2], warp))
+    except Exception:
+        b.close()
+        raise

@@ -2,8 +2,8 @@
 picks the fastest one available.
 
     backend = open_backend(person_folder, resolution=None, backend="auto")
-    backend.input_spec()   # TensorSpec("cond", (B, 3, R, R), "float32", "cpu" | "cuda:0")
-    y = backend.infer(x)   # (B, 3, R, R) float32 sketch in [0, 1] -> face in [-1, 1]
+    backend.input_spec()   # TensorSpec("cond", (B, C, R, R), "float32", "cpu" | "cuda:0")
+    y = backend.infer(x)   # (B, C, R, R) float32 conditioning in [0, 1] -> face in [-1, 1]
 
 ``infer`` takes a numpy array (host in, host out) or a torch tensor; a CUDA tensor stays on
 the GPU (the result is a CUDA tensor too, no host round trip). Buffers are allocated once
@@ -84,7 +84,7 @@ class Backend:
         return self._out
 
     def infer(self, x: Any) -> Any:
-        """(B, 3, R, R) float32 in [0, 1] -> (B, 3, R, R) float32 in [-1, 1]; numpy in,
+        """(B, C, R, R) float32 in [0, 1] -> (B, 3, R, R) float32 in [-1, 1]; numpy in,
         numpy out; torch tensor in, torch tensor out (on the GPU when it came from it)."""
         if self.closed:
             raise RuntimeError(f"{self.name} backend is closed")

@@ -73,7 +73,7 @@ def build_plan(onnx_for: Callable[[str], bytes], opts: TrtBuildOptions,
                calibration: np.ndarray | None,
                write_file: Callable[[Path, bytes], None]) -> tuple[bytes, dict[str, Any]]:
     """Build and serialize an engine. ``onnx_for(precision)`` gives the ONNX export at that
-    precision; ``calibration`` (N, 3, R, R) float32 sketches for int8 on TensorRT 10;
+    precision; ``calibration`` (N, C, R, R) float32 conditioning images for int8 on TensorRT 10;
     ``write_file`` stores the timing/calibration caches (atomically). Returns the plan
     and what to remember about the build."""
     trt = trt_module()
@@ -110,7 +110,8 @@ def build_plan(onnx_for: Callable[[str], bytes], opts: TrtBuildOptions,
     r, b = opts.resolution, opts.max_batch
     inp = network.get_input(0)
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (1, 3, r, r), (b, 3, r, r), (b, 3, r, r))
+    c = _input_channels(onnx_bytes)  # 3: sketch, 6: sketch + warp render
+    profile.set_shape(inp.name, (1, c, r, r), (b, c, r, r), (b, c, r, r))
     config.add_optimization_profile(profile)
 
     pinned = 0
@@ -178,6 +179,13 @@ def pin_float32(trt: Any, network: Any, scopes: list[str]) -> int:
             layer.set_output_type(j, trt.float32)
         count += 1
     return count
+
+
+def _input_channels(onnx_bytes: bytes) -> int:
+    import onnx
+
+    dims = onnx.load_from_string(onnx_bytes).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[1].dim_value)
 
 
 def make_calibrator(trt: Any, sketches: np.ndarray, batch: int, cache_path: Path | None,

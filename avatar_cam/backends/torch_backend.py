@@ -34,9 +34,9 @@ class TorchBackend(Backend):
                                "use --precision fp32 on the CPU")
         if cuda_graphs and device.type != "cuda":
             raise BackendError("CUDA graphs need the generator on a GPU", "use torch-cpu")
-        shape = (batch, 3, r, r)
+        shape, in_shape = (batch, 3, r, r), (batch, g.cfg.cond_channels, r, r)
         dev = str(device) if device.type == "cpu" else f"cuda:{device.index or 0}"
-        super().__init__(precision, TensorSpec(INPUT_NAME, shape, "float32", dev),
+        super().__init__(precision, TensorSpec(INPUT_NAME, in_shape, "float32", dev),
                          TensorSpec(OUTPUT_NAME, shape, "float32", dev))
         self.name = name or ("torch-cuda-graphs" if cuda_graphs else f"torch-{device.type}")
         if threads is not None and device.type == "cpu":
@@ -46,7 +46,7 @@ class TorchBackend(Backend):
         self.device = device
         self._graph: Any = None
         if device.type == "cuda":
-            self._x = torch.zeros(shape, dtype=torch.float32, device=device)
+            self._x = torch.zeros(in_shape, dtype=torch.float32, device=device)
             self._host_y = torch.empty(shape, dtype=torch.float32, pin_memory=True)
             self._y = self._warm_up(cuda_graphs)
 

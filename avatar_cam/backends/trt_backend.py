@@ -28,7 +28,6 @@ class TrtBackend(Backend):
         import torch
 
         trt = trt_module()
-        shape = (batch, 3, resolution, resolution)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(plan)
@@ -45,18 +44,21 @@ class TrtBackend(Backend):
             if engine.get_tensor_dtype(n) != trt.float32:
                 raise ModelError(f"engine tensor {n} is {engine.get_tensor_dtype(n)}, "
                                  "not float32", f"rebuild it: {how}")
-        super().__init__(precision, TensorSpec(inputs[0], shape, "float32", "cuda:0"),
+        channels = int(engine.get_tensor_shape(inputs[0])[1])  # 3: sketch, 6: + warp
+        in_shape = (batch, channels, resolution, resolution)
+        shape = (batch, 3, resolution, resolution)
+        super().__init__(precision, TensorSpec(inputs[0], in_shape, "float32", "cuda:0"),
                          TensorSpec(outputs[0], shape, "float32", "cuda:0"))
         self._engine = engine
         self._ctx = engine.create_execution_context()
-        if not self._ctx.set_input_shape(inputs[0], shape):
+        if not self._ctx.set_input_shape(inputs[0], in_shape):
             raise BackendError(f"the engine does not accept batch {batch}",
                                f"rebuild it for that batch: {how} --max-batch {batch}")
         self._torch = torch
         self._stream = torch.cuda.Stream()
-        self._x = torch.zeros(shape, dtype=torch.float32, device="cuda:0")
+        self._x = torch.zeros(in_shape, dtype=torch.float32, device="cuda:0")
         self._y = torch.zeros(shape, dtype=torch.float32, device="cuda:0")
-        self._host_x = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        self._host_x = torch.empty(in_shape, dtype=torch.float32, pin_memory=True)
         self._host_y = torch.empty(shape, dtype=torch.float32, pin_memory=True)
         self._ctx.set_tensor_address(inputs[0], self._x.data_ptr())
         self._ctx.set_tensor_address(outputs[0], self._y.data_ptr())

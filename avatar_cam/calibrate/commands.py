@@ -82,6 +82,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, choices=(64, 128, 256, 512), default=256)
     p.add_argument("--variant", choices=("realtime", "full"), default="realtime",
                    help="realtime: the CPU-budget generator; full: the paper-sized one")
+    p.add_argument("--condition", choices=("sketch+warp", "sketch"), default="sketch+warp",
+                   help="what G sees: the sketch and the warp render of your photo "
+                        "(default: sharper, trains faster) or the sketch alone (the paper's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--eval-every", type=POSITIVE, default=50)
     p.add_argument("--patience", type=POSITIVE, default=6)
@@ -94,11 +97,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def model_config(args: argparse.Namespace) -> Any:
     from ..model.config import ModelConfig, full_config, tiny_config
 
+    condition = getattr(args, "condition", "sketch")
     if getattr(args, "tiny", False):
-        return tiny_config(args.resolution, args.variant)
+        return tiny_config(args.resolution, args.variant, condition)
     if args.variant == "full":
-        return full_config(args.resolution)
-    return ModelConfig(resolution=args.resolution)
+        return full_config(args.resolution, condition)
+    return ModelConfig(resolution=args.resolution, condition=condition)
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -237,14 +241,15 @@ def calibrate(args: argparse.Namespace) -> int:
                   "file": Path(video).name, **clip.stats,
                   "split": {"train": len(train), "val": len(val), "held_out": len(test),
                             "rule": "held-out = last 20% of usable frames (contiguous); "
-                                    "val = the 10% before it (early stopping)"}}
+                                    "val = every 10th frame before it (early stopping)"}}
     work = root / f".{name}.work"
     if work.exists() and not args.resume:
         shutil.rmtree(work)
     log.info("training %s: %d frames, %d validation, %d held out, %s %dpx, up to %d steps",
              name, len(train), len(val), len(test), cfg.variant, cfg.resolution, tc.steps)
     result = fit(cfg, train, val, tc, device=args.device, init=args.init, work=work,
-                 perceptual=args.perceptual, log=log.info)
+                 perceptual=args.perceptual, reference=(person.crop, person.neutral),
+                 log=log.info)
     figures = {"steps": result.steps_run, "best_step": result.best_step,
                "best_val_ssim": round(result.best_val_ssim, 4),
                "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),

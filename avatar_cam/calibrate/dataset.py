@@ -13,9 +13,13 @@ Clips (``prepare_clip``), in two passes so a long clip never sits in memory whol
 
 Split (``split``): the held-out slice is the LAST ``holdout`` fraction of the usable
 frames in time, contiguous (a random split would put near-duplicate neighbours of every
-test frame in training); the ``val`` fraction just before it drives early stopping; the
-rest trains. Training frames beyond ``max_frames`` are thinned by farthest-point sampling
-on normalized landmarks, which keeps the rare poses and expressions.
+test frame in training); of the frames before it every ``1 / val``-th one validates
+(early stopping) and the rest train. Interleaved, not a block before the held-out
+slice: a block there would take the shot the held-out slice continues out of training
+(on the Megamind clip it held out the only frames of the second character's last shot).
+The person's photo (the warp source) is the most frontal face before the held-out slice.
+Training frames beyond ``max_frames`` are thinned by farthest-point sampling on
+normalized landmarks, which keeps the rare poses and expressions.
 
 Photos (``widen_photos``): 1 to 8 photos are too few to learn a mouth that opens or an
 eye that blinks, so the warp renderer renders the warp-source photo under random motions
@@ -41,6 +45,8 @@ from .ingest import Track, crop_box
 
 BLUR_RATIO = 0.35  # below this share of the clip's median sharpness a frame is "blurred"
 MIN_FRAMES = 12  # fewer usable frames than this cannot train anything
+HOLDOUT = 0.2  # share of usable frames held out for evaluation (the last ones)
+VAL = 0.1  # share of the others used for early stopping
 
 
 @dataclass
@@ -149,7 +155,7 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     affines = {n: box_affine(b[0], b[1], b[2], resolution)
                for (n, _), b in zip(usable, boxes, strict=True)}
     keep = {n: p for n, p in usable}
-    best = min(usable, key=lambda u: _frontality(u[1]))[0]
+    best = usable[photo_choice(np.stack([p for _, p in usable]))][0]
     crops, points, index = [], [], []
     photo = None
     for n, image in enumerate(frames()):
@@ -183,6 +189,13 @@ def smooth_boxes(index: np.ndarray, boxes: np.ndarray, radius: int = 2) -> np.nd
     return out
 
 
+def photo_choice(points: np.ndarray) -> int:
+    """Index of the person's photo among a clip's (N, 478, 3) landmarks in time order: the
+    most frontal, closed-mouthed face before the held-out slice (never a held-out frame)."""
+    before = len(points) - held_count(len(points))
+    return int(np.argmin([_frontality(p) for p in points[:before]]))
+
+
 def _frontality(points: np.ndarray) -> float:
     mid = (points[mesh.RIGHT_EYE_OUTER, :2] + points[mesh.LEFT_EYE_OUTER, :2]) / 2
     mouth = float(np.linalg.norm(points[mesh.UPPER_LIP_INNER_MID, :2]
@@ -208,18 +221,25 @@ def diverse(points: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.array(chosen))
 
 
-def split(clip: Clip, holdout: float = 0.2, val: float = 0.1,
+def held_count(n: int, holdout: float = HOLDOUT) -> int:
+    """How many of ``n`` usable frames (the last ones) are held out."""
+    return max(1, int(round(n * holdout)))
+
+
+def split(clip: Clip, holdout: float = HOLDOUT, val: float = VAL,
           max_frames: int = 2000) -> tuple[Clip, Clip, Clip]:
     """(train, val, held-out) in time order; see the module docstring."""
     n = len(clip)
-    n_test = max(1, int(round(n * holdout)))
-    n_val = max(1, int(round(n * val)))
-    if n - n_test - n_val < MIN_FRAMES // 2:
+    n_test = held_count(n, holdout)
+    every = max(2, int(round(1 / val)))
+    rest = np.arange(n - n_test)
+    is_val = rest % every == every // 2
+    if (~is_val).sum() < MIN_FRAMES // 2 or not is_val.any():
         raise VideoError(f"{n} usable frames are too few to train and hold some out",
                          "record a longer clip (10 s or more)")
-    train = clip.take(slice(0, n - n_test - n_val))
+    train = clip.take(rest[~is_val])
     train = train.take(diverse(train.points, max_frames))
-    return train, clip.take(slice(n - n_test - n_val, n - n_test)), clip.take(slice(n - n_test, n))
+    return train, clip.take(rest[is_val]), clip.take(slice(n - n_test, n))
 
 
 def random_motion(rng: np.random.Generator) -> motion.Motion:

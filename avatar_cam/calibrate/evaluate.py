@@ -9,9 +9,9 @@ On the held-out set saved at enrollment (or on a given clip of the same person):
   ``nme_real`` is the same measure on the real crops: the tracker's own floor.
 - temporal stability: mean absolute frame-to-frame change of the output over that of the
   real frames, on consecutive frames (1.0: as steady as reality; above: flicker).
-- render time per frame of the generator call (sketch -> face), in milliseconds.
+- render time per frame: conditioning image (sketch, warp render) and generator, in ms.
 
-A side-by-side PNG (conditioning | real | generated, one row per sample) is written for a
+A side-by-side PNG (sketch | real | generated, one row per sample) is written for a
 person to look at.
 """
 
@@ -30,7 +30,7 @@ import torch
 from .. import mesh
 from ..model import losses
 from ..person import load_person
-from ..raster import rasterize
+from ..render.condition import Conditioner
 from ..render.neural import Infer, NeuralRenderer
 from ..types import Frame
 from .dataset import Clip, load_clip, prepare_clip, read_video
@@ -45,19 +45,21 @@ def nme(found: np.ndarray, truth: np.ndarray) -> float:
     return float(d / max(mesh.inter_ocular(truth), 1e-6))
 
 
-def evaluate_clip(infer: Infer, clip: Clip, rows: int = 4,
-                  png: Path | None = None) -> dict[str, Any]:
-    """All figures for ``clip`` rendered by ``infer``; writes the side-by-side to ``png``."""
+def evaluate_clip(infer: Infer, clip: Clip, rows: int = 4, png: Path | None = None,
+                  conditioner: Conditioner | None = None) -> dict[str, Any]:
+    """All figures for ``clip`` rendered by ``infer`` from ``conditioner``'s images (the
+    sketch alone by default); writes the side-by-side to ``png``."""
     from ..tracking import MediaPipeTracker
 
     r = clip.resolution
+    conditioner = conditioner or Conditioner(r, warp=False)
     sketches, gens, times = [], [], []
     for pts in clip.points:
-        sk = rasterize(pts, (r, r), r)
         t0 = time.perf_counter()
-        gens.append(infer(sk))
+        cond = conditioner(pts, (r, r))
+        gens.append(infer(cond))
         times.append((time.perf_counter() - t0) * 1e3)
-        sketches.append(sk)
+        sketches.append(cond[:, :, :3])
     gen = np.stack(gens)
     mse = ((gen.astype(np.float64) - clip.crops.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
     psnr = [10 * math.log10(255.0**2 / max(m, 1e-10)) for m in mse]
@@ -122,7 +124,8 @@ def evaluate_person(name: str, video: Path | None = None, png: Path | None = Non
             clip = clip.take(np.linspace(0, len(clip) - 1, MAX_FRAMES).astype(int))
         if png is None:
             png = json_path.with_suffix(".png") if json_path else person.folder / "evaluation.png"
-        report = evaluate_clip(renderer.generate, clip, png=png)
+        report = evaluate_clip(renderer.generate, clip, png=png,
+                               conditioner=renderer.conditioner)
     report.update(person=name, on=what, png=str(png),
                   generator=renderer.meta.get("model", {}).get("variant"))
     if json_path is not None:

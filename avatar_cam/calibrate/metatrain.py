@@ -16,8 +16,10 @@ An episode (the paper's K-shot step): pick a person and a video, K frames go thr
 embedder E and are averaged into e, psi = P e styles G, which renders one more frame of
 that video from its landmarks; losses are L1 + (1 - MS-SSIM), hinge adversarial and
 feature matching against D with the person's row W_i, and the paper's embedding match
-|W_i - e|. The checkpoint (safetensors: E, P, G, D; config in the header) is the
-``--init`` of enrollment, which starts psi at P e and D's person column at e.
+|W_i - e|. A ``sketch+warp`` generator also gets the episode's first shot warped onto the
+target's landmarks, as enrollment gives it the person's photo. The checkpoint
+(safetensors: E, P, G, D; config in the header) is the ``--init`` of enrollment, which
+starts psi at P e and D's person column at e.
 """
 
 from __future__ import annotations
@@ -172,6 +174,19 @@ def load_meta(path: Path, resolution: int | None = None) -> Meta:
     return meta
 
 
+def warped(frames: np.ndarray, pts: np.ndarray, shots: int, dev: torch.device) -> torch.Tensor:
+    """For a sketch+warp generator: each episode's first shot (its "photo") warped onto
+    the target frame's landmarks, (B, 3, R, R) in [0, 1]."""
+    from ..render.condition import Conditioner
+
+    r = frames.shape[2]
+    out = []
+    for f, p in zip(frames, pts, strict=True):
+        with Conditioner(r, True, (f[0], p[0])) as conditioner:
+            out.append(conditioner(p[shots])[:, :, 3:])
+    return cond_tensor(np.stack(out), dev)
+
+
 def metatrain(dataset: Path, out: Path, cfg: ModelConfig, tc: TrainConfig, shots: int = 8,
               device: str = "cpu", log: Callable[[str], None] = print) -> dict:
     """Run ``tc.steps`` steps of ``tc.batch`` episodes; write the checkpoint to ``out``."""
@@ -201,11 +216,12 @@ def metatrain(dataset: Path, out: Path, cfg: ModelConfig, tc: TrainConfig, shots
         imgs = to_tensor(frames.reshape(-1, r, r, 3), dev).view(b, shots + 1, 3, r, r)
         person = torch.tensor([v.person for v in eps], device=dev)
         adv = step >= tc.adv_start
+        cond, real = conds[:, shots], imgs[:, shots]
+        g_in = torch.cat([cond, warped(frames, pts, shots, dev)], 1) if cfg.warp else cond
         with autocast(dev):
             e = meta.e(imgs[:, :shots].reshape(-1, 3, r, r),
                        conds[:, :shots].reshape(-1, 3, r, r)).view(b, shots, -1).mean(1)
-            cond, real = conds[:, shots], imgs[:, shots]
-            fake = meta.g(cond, meta.p(e)).float()
+            fake = meta.g(g_in, meta.p(e)).float()
             l1 = (fake - real).abs().mean()
             ms = losses.ms_ssim(fake, real).mean()
             match = F.l1_loss(w_table[person].detach(), e)

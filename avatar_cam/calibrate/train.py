@@ -3,8 +3,10 @@ person's aligned crops, keep the generator that does best on the validation slic
 
 Per step: a batch of training crops with landmarks, jointly jittered (small random
 scale, rotation and shift of image and landmarks alike, plus sub-pixel landmark noise,
-so the generator learns to follow the sketch instead of memorizing frames), the sketch
-re-drawn by ``raster.rasterize``; G's loss is L1 + (1 - MS-SSIM) and, after
+so the generator learns to follow the sketch instead of memorizing frames), the
+conditioning re-made from the jittered landmarks by ``render.condition.Conditioner``
+(the sketch, and for a ``sketch+warp`` generator the warp render of the person's photo,
+``reference``); G's loss is L1 + (1 - MS-SSIM) + (1 - SSIM) and, after
 ``adv_start`` steps, hinge adversarial + feature matching against the projection D
 (person column w, started from e in the paper's way when ``--init`` gives E and P).
 Every ``eval_every`` steps the validation SSIM decides the best generator so far; no
@@ -36,6 +38,7 @@ from ..model.config import ModelConfig
 from ..model.discriminator import Discriminator
 from ..model.generator import Generator
 from ..raster import rasterize
+from ..render.condition import Conditioner, Reference
 from .dataset import Clip
 
 
@@ -47,6 +50,7 @@ class TrainConfig:
     lr_d: float = 2e-4
     w_l1: float = 1.0
     w_ssim: float = 1.0  # weight of (1 - MS-SSIM)
+    w_ssim1: float = 1.0  # weight of (1 - SSIM) at full resolution: fine structure
     w_adv: float = 0.02
     w_fm: float = 1.0
     w_perceptual: float = 0.1  # used only with a local perceptual weights file
@@ -93,7 +97,7 @@ def sketches(points: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def cond_tensor(sk: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
-    """(B, R, R, 3) uint8 sketches -> (B, 3, R, R) float32 in [0, 1]."""
+    """(B, R, R, C) uint8 conditioning images -> (B, C, R, R) float32 in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(sk)).to(device)
     return t.permute(0, 3, 1, 2).float() / 255.0
 
@@ -169,13 +173,13 @@ def new_models(cfg: ModelConfig, init: Path | None, data: Clip,
 
 
 @torch.no_grad()
-def evaluate_ssim(g: Generator, psi: Tensor | None, data: Clip, device: torch.device,
-                  batch: int = 16) -> tuple[float, float]:
+def evaluate_ssim(g: Generator, psi: Tensor | None, data: Clip, conditioner: Conditioner,
+                  device: torch.device, batch: int = 16) -> tuple[float, float]:
     """(mean SSIM, mean L1) of G on ``data`` (no augmentation)."""
     g.eval()
     s_sum, l_sum = 0.0, 0.0
     for a in range(0, len(data), batch):
-        cond = cond_tensor(sketches(data.points[a:a + batch], data.resolution), device)
+        cond = cond_tensor(conditioner.batch(data.points[a:a + batch]), device)
         real = to_tensor(data.crops[a:a + batch], device)
         with autocast(device):
             fake = g(cond, None if psi is None else psi.expand(len(cond), -1)).float()
@@ -185,24 +189,28 @@ def evaluate_ssim(g: Generator, psi: Tensor | None, data: Clip, device: torch.de
     return s_sum / len(data), l_sum / len(data)
 
 
-def preview(g: Generator, psi: Tensor | None, data: Clip, device: torch.device,
-            path: Path, rows: int = 4) -> None:
-    """PNG grid, one row per sample: conditioning | real | generated."""
+def preview(g: Generator, psi: Tensor | None, data: Clip, conditioner: Conditioner,
+            device: torch.device, path: Path, rows: int = 4) -> None:
+    """PNG grid, one row per sample: sketch | (warp render |) real | generated."""
     idx = np.linspace(0, len(data) - 1, min(rows, len(data))).astype(int)
-    sk = sketches(data.points[idx], data.resolution)
+    cond = conditioner.batch(data.points[idx])
     g.eval()
     with torch.no_grad(), autocast(device):
-        fake = g(cond_tensor(sk, device), None if psi is None else psi.expand(len(idx), -1))
+        fake = g(cond_tensor(cond, device), None if psi is None else psi.expand(len(idx), -1))
     g.train()
     gen = to_images(fake)
-    grid = np.vstack([np.hstack([sk[i], data.crops[j], gen[i]]) for i, j in enumerate(idx)])
-    cv2.imwrite(str(path), grid)
+    parts = [[cond[i, :, :, c:c + 3] for c in range(0, cond.shape[3], 3)]
+             + [data.crops[j], gen[i]] for i, j in enumerate(idx)]
+    cv2.imwrite(str(path), np.vstack([np.hstack(row) for row in parts]))
 
 
 def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: str = "cpu",
         init: Path | None = None, work: Path | None = None, perceptual: Path | None = None,
-        progress: bool = True, log: Callable[[str], None] = lambda _s: None) -> Result:
-    """Train on ``train``, select and stop on ``val``; returns the folded best generator."""
+        reference: Reference | None = None, progress: bool = True,
+        log: Callable[[str], None] = lambda _s: None) -> Result:
+    """Train on ``train``, select and stop on ``val``; returns the folded best generator.
+    ``reference``: the person's crop and neutral landmarks, which a ``sketch+warp``
+    generator warps (required for one)."""
     from tqdm import tqdm
 
     dev = pick_device(device)
@@ -212,6 +220,9 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
         raise ValueError(f"data at {train.resolution} px for a {cfg.resolution} px model")
     m = new_models(cfg, init, train, dev)
     cfg = m.g.cfg
+    if cfg.warp and reference is None:
+        raise ValueError("a sketch+warp generator trains with the person's crop (reference)")
+    conditioner = Conditioner(cfg.resolution, cfg.warp, reference)
     opt_g = torch.optim.Adam([*m.g.parameters(), m.psi], lr=tc.lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam([*m.d.parameters(), m.w], lr=tc.lr_d, betas=(0.5, 0.999))
     perc = losses.Perceptual(perceptual).to(dev) if perceptual is not None else None
@@ -234,7 +245,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
             crops, pts = train.crops[idx], train.points[idx]
             if tc.augment:
                 crops, pts = augment(crops, pts, tc, rng)
-            cond = cond_tensor(sketches(pts, cfg.resolution), dev)
+            cond = cond_tensor(conditioner.batch(pts), dev)
             real = to_tensor(crops, dev)
             adv = step >= tc.adv_start and (tc.w_adv > 0 or tc.w_fm > 0)
             logs = train_step(m, opt_g, opt_d, cond, real, tc, adv, dev, perc)
@@ -242,7 +253,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             bar.update(1)
             if state["step"] % tc.eval_every == 0 or state["step"] == tc.steps:
-                vs, vl = evaluate_ssim(m.g, m.psi, val, dev)
+                vs, vl = evaluate_ssim(m.g, m.psi, val, conditioner, dev)
                 logs.update(step=state["step"], val_ssim=vs, val_l1=vl,
                             seconds=time.perf_counter() - t0)
                 state["history"].append(logs)
@@ -256,7 +267,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
                 if state["bad_evals"] >= tc.patience:
                     stopped = True
             if work is not None and state["step"] % tc.preview_every == 0:
-                preview(m.g, m.psi, val, dev, work / "preview.png")
+                preview(m.g, m.psi, val, conditioner, dev, work / "preview.png")
             state["seconds"] = time.perf_counter() - t0
             if work is not None and (state["step"] % tc.checkpoint_every == 0 or stopped):
                 save_checkpoint(work, m, opt_g, opt_d, state, best, cfg, tc)
@@ -281,17 +292,19 @@ def train_step(m: Models, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optim
         fake = m.g(cond, m.psi.expand(b, -1)).float()
         l1 = (fake - real).abs().mean()
         ms = losses.ms_ssim(fake, real).mean()
-        loss = tc.w_l1 * l1 + tc.w_ssim * (1 - ms)
-        logs = {"l1": l1.item(), "msssim": ms.item()}
+        s1 = losses.ssim(fake, real).mean()
+        loss = tc.w_l1 * l1 + tc.w_ssim * (1 - ms) + tc.w_ssim1 * (1 - s1)
+        logs = {"l1": l1.item(), "msssim": ms.item(), "ssim": s1.item()}
         if perc is not None:
             p = perc(fake, real)
             loss = loss + tc.w_perceptual * p
             logs["perc"] = p.item()
+        sketch = cond[:, :3]  # D judges the image against the landmarks alone
         if adv:
             w = m.w.expand(b, -1)
-            score_fake, f_fake = m.d(fake, cond, w)
+            score_fake, f_fake = m.d(fake, sketch, w)
             with torch.no_grad():
-                _, f_real = m.d(real, cond, w)
+                _, f_real = m.d(real, sketch, w)
             fm = losses.feature_matching(f_real, f_fake)
             g_adv = losses.hinge_g(score_fake)
             loss = loss + tc.w_adv * g_adv + tc.w_fm * fm
@@ -302,8 +315,8 @@ def train_step(m: Models, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optim
     if adv:
         with autocast(dev):
             w = m.w.expand(b, -1)
-            s_real, _ = m.d(real, cond, w)
-            s_fake, _ = m.d(fake.detach(), cond, w)
+            s_real, _ = m.d(real, sketch, w)
+            s_fake, _ = m.d(fake.detach(), sketch, w)
             d_loss = losses.hinge_d(s_real.float(), s_fake.float())
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()

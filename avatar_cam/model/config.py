@@ -9,6 +9,17 @@ Two generator variants share the AdaIN machinery and the weight format:
   image to 1/4 resolution losslessly (a 256 px sketch becomes 48 channels at 64 px), all
   convolutions run at 64, 32 and 16 px, and a pixel-shuffle head returns to full size.
   About 0.3 GMAC a frame at 256 (``count_macs`` in generator.py says exactly).
+
+Two conditionings (``condition``):
+
+- ``sketch``: the paper's, G sees only the landmark sketch (3 channels) and must hold the
+  person's whole appearance in its weights.
+- ``sketch+warp``: the sketch plus the warp renderer's render of the person's own photo
+  on the same landmarks (6 channels), and G outputs a correction added to that render
+  (its last layer starts at zero, so an untrained G already equals the warp renderer).
+  Texture, hair and background come from the photo; G learns what warping cannot do
+  (shading, the inside of the mouth, eyelids, the drift of real frames from the photo).
+  What ``calibrate`` trains by default: sharper faces from far fewer steps.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 VARIANTS = ("full", "realtime")
+CONDITIONS = ("sketch", "sketch+warp")
 RESOLUTIONS = (64, 128, 256, 512)  # 64 and 128 are for tests and quick experiments
 
 
@@ -25,6 +37,7 @@ RESOLUTIONS = (64, 128, 256, 512)  # 64 and 128 are for tests and quick experime
 class ModelConfig:
     resolution: int = 256  # square crop side in pixels; 512 is supported
     variant: str = "realtime"  # "full" (paper-like reference) or "realtime" (CPU budget)
+    condition: str = "sketch"  # "sketch" (the paper's) or "sketch+warp" (see above)
     # Generator
     g_base: int = 24  # channels at the first (highest-resolution) conv level
     g_max: int = 128  # channel cap as widths double with depth
@@ -43,6 +56,8 @@ class ModelConfig:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
         low = self.resolution // (4 if self.variant == "realtime" else 1)
         if low >> self.g_depth < 4 or self.resolution >> (self.d_depth + 1) < 2:
             raise ValueError(f"depth too large for resolution {self.resolution}")
@@ -50,6 +65,16 @@ class ModelConfig:
             v = getattr(self, f.name)
             if isinstance(v, int) and v <= 0 and f.name != "g_res_blocks":
                 raise ValueError(f"{f.name} must be > 0, got {v}")
+
+    @property
+    def warp(self) -> bool:
+        """True when G also takes the warp render and adds its output to it."""
+        return self.condition == "sketch+warp"
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of G's input: the sketch (3), then the warp render (3) if used."""
+        return 6 if self.warp else 3
 
     def g_widths(self) -> list[int]:
         """Generator channels per level, finest first: len g_depth + 1."""
@@ -67,18 +92,20 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**data)  # files from before ``condition`` existed get "sketch"
 
 
-def full_config(resolution: int = 256) -> ModelConfig:
+def full_config(resolution: int = 256, condition: str = "sketch") -> ModelConfig:
     """The paper-sized reference generator (for quality comparisons and GPUs)."""
-    return ModelConfig(resolution=resolution, variant="full", g_base=32, g_max=256,
-                       g_depth=4, g_res_blocks=3, e_base=32, person_dim=256)
+    return ModelConfig(resolution=resolution, variant="full", condition=condition, g_base=32,
+                       g_max=256, g_depth=4, g_res_blocks=3, e_base=32, person_dim=256)
 
 
-def tiny_config(resolution: int = 64, variant: str = "realtime") -> ModelConfig:
+def tiny_config(resolution: int = 64, variant: str = "realtime",
+                condition: str = "sketch") -> ModelConfig:
     """Tests: a few channels, a few milliseconds a step."""
     depth = 2 if variant == "realtime" else 3
-    return ModelConfig(resolution=resolution, variant=variant, g_base=8, g_max=16,
-                       g_depth=depth if resolution >= 64 else 1, g_res_blocks=1, e_base=8,
-                       person_dim=16, d_base=8, d_max=16, d_depth=3)
+    return ModelConfig(resolution=resolution, variant=variant, condition=condition,
+                       g_base=8, g_max=16, g_depth=depth if resolution >= 64 else 1,
+                       g_res_blocks=1, e_base=8, person_dim=16, d_base=8, d_max=16,
+                       d_depth=3)

@@ -126,22 +126,27 @@ class FastUp(nn.Module):
 class Generator(nn.Module):
     """G: conditioning sketch -> face image, styled by psi (AdaIN parameters).
 
-    forward(cond (B, 3, R, R) float32 in [0, 1], psi (B, n_adain) or None when folded)
+    forward(cond (B, C, R, R) float32 in [0, 1], psi (B, n_adain) or None when folded)
       -> (B, 3, R, R) float32 in [-1, 1], BGR like the training crops.
+
+    C = cfg.cond_channels: the sketch, then (``sketch+warp``) the warp render, BGR. With
+    the warp render the output is that render plus G's correction, clipped to [-1, 1];
+    the correction's last conv starts at zero.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         w = cfg.g_widths()
+        c = cfg.cond_channels
         self.realtime = cfg.variant == "realtime"
         if self.realtime:
-            self.stem = conv3(3 * 16, w[0])  # after pixel-unshuffle by 4
+            self.stem = conv3(c * 16, w[0])  # after pixel-unshuffle by 4
             self.downs = nn.ModuleList(FastDown(w[i], w[i + 1]) for i in range(cfg.g_depth))
             self.ups = nn.ModuleList(FastUp(w[i + 1], w[i]) for i in reversed(range(cfg.g_depth)))
             self.head = conv3(w[0], 3 * 16)  # before pixel-shuffle by 4
         else:
-            self.stem = conv3(3, w[0])
+            self.stem = conv3(c, w[0])
             self.downs = nn.ModuleList(DownBlock(w[i], w[i + 1]) for i in range(cfg.g_depth))
             self.ups = nn.ModuleList(UpBlock(w[i + 1], w[i]) for i in reversed(range(cfg.g_depth)))
             self.head_norm = AdaNorm(w[0])
@@ -153,6 +158,9 @@ class Generator(nn.Module):
         low = cfg.resolution // 4 if self.realtime else cfg.resolution
         self.const = nn.Parameter(torch.zeros(1, w[0], low, low))
         self.image_bias = nn.Parameter(torch.zeros(1, 3, cfg.resolution, cfg.resolution))
+        if cfg.warp:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # conv3 has a bias
         offset = 0
         for m in self.modules():
             if isinstance(m, AdaNorm):
@@ -174,8 +182,12 @@ class Generator(nn.Module):
             skip = skips.pop()
             x = up(x, skip, psi) if self.realtime else up(x, psi) + skip
         if self.realtime:
-            return torch.tanh(F.pixel_shuffle(self.head(x), 4) + self.image_bias)  # (B, 3, R, R)
-        return torch.tanh(self.head(F.relu(self.head_norm(x, psi))) + self.image_bias)
+            y = F.pixel_shuffle(self.head(x), 4) + self.image_bias  # (B, 3, R, R)
+        else:
+            y = self.head(F.relu(self.head_norm(x, psi))) + self.image_bias
+        if self.cfg.warp:
+            return torch.clamp(cond[:, 3:6] * 2.0 - 1.0 + y, -1.0, 1.0)
+        return torch.tanh(y)
 
     @torch.no_grad()
     def fold(self, psi: Tensor) -> None:
@@ -213,7 +225,7 @@ def count_macs(g: Generator) -> int:
     handles = [m.register_forward_hook(hook) for m in g.modules() if isinstance(m, nn.Conv2d)]
     r = g.cfg.resolution
     with torch.no_grad():
-        g(torch.zeros(1, 3, r, r), torch.zeros(1, g.n_adain))
+        g(torch.zeros(1, g.cfg.cond_channels, r, r), torch.zeros(1, g.n_adain))
     for h in handles:
         h.remove()
     return total
@@ -250,6 +262,15 @@ def read_header(path: Path) -> dict[str, str]:
         raise ModelError(f"{path} is not an avatar-cam generator file "
                          f"(format {meta.get('format')!r})", fix)
     return dict(meta)
+
+
+def generator_config(path: Path) -> ModelConfig:
+    """The model configuration in a generator file's header, or ModelError."""
+    try:
+        return ModelConfig.from_dict(json.loads(read_header(path)["config"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelError(f"generator weights {path} have a bad header ({exc})",
+                         "re-run `avatar-cam calibrate` for this person") from exc
 
 
 def load_generator(path: Path, resolution: int | None = None,

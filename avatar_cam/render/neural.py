@@ -1,13 +1,15 @@
 """NeuralRenderer: landmarks -> the person's face through their personalized generator.
 
-Per frame: ``raster.rasterize`` draws the conditioning sketch at the model's resolution,
-the folded generator (AdaIN already inside, so only the sketch goes in) turns it into the
-face, and the result comes back as uint8 BGR like the warp renderer's. The model call
-sits behind ``Infer`` (sketch in, face out) so a faster backend (onnxruntime, TensorRT)
-can replace ``torch_infer`` without touching the rest.
+Per frame: ``render.condition.Conditioner`` makes the conditioning image at the model's
+resolution (the sketch; for a ``sketch+warp`` generator also the warp render of the
+person's crop), the folded generator (AdaIN already inside, so only that image goes in)
+turns it into the face, and the result comes back as uint8 BGR like the warp renderer's.
+The model call sits behind ``Infer`` (conditioning in, face out) so a faster backend
+(onnxruntime, TensorRT) can replace ``torch_infer`` without touching the rest.
 
 Files read from calibration/<name>/: ``generator.safetensors`` and ``meta.json``
-(written by ``avatar-cam calibrate``).
+(written by ``avatar-cam calibrate``), and crop.png + neutral.npy for a ``sketch+warp``
+generator.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import numpy as np
 
 from ..errors import ModelError
 from ..person import Person
-from ..raster import RASTER_VERSION, rasterize
-from ..types import Landmarks, check_points
+from ..raster import RASTER_VERSION
+from ..types import Landmarks
+from .condition import Conditioner, for_folder
 
 GENERATOR_FILE = "generator.safetensors"
 META_FILE = "meta.json"
 
-Infer = Callable[[np.ndarray], np.ndarray]  # (R, R, 3) uint8 sketch -> (R, R, 3) uint8 BGR
+Infer = Callable[[np.ndarray], np.ndarray]  # (R, R, C) uint8 cond -> (R, R, 3) uint8 BGR
 
 
 def has_neural(folder: Path) -> bool:
@@ -64,14 +67,27 @@ def torch_infer(generator: object, threads: int | None = None) -> Infer:
     g = generator.eval()
     device = next(g.parameters()).device
 
-    def infer(sketch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(sketch).to(device).permute(2, 0, 1)[None].float() / 255.0
+    def infer(cond: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(cond).to(device).permute(2, 0, 1)[None].float() / 255.0
         with torch.inference_mode():
             y = g(x)  # (1, 3, R, R) in [-1, 1]
         y = ((y[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return np.ascontiguousarray(y.permute(1, 2, 0).cpu().numpy())
 
     return infer
+
+
+def checked(infer: Infer, conditioner: Conditioner) -> Infer:
+    """``infer`` refusing an input of the wrong shape or type (a clear ValueError)."""
+    r, c = conditioner.resolution, conditioner.channels
+
+    def run(cond: np.ndarray) -> np.ndarray:
+        if cond.shape != (r, r, c) or cond.dtype != np.uint8:
+            raise ValueError(f"conditioning image must be ({r}, {r}, {c}) uint8, got "
+                             f"{cond.shape} {cond.dtype}")
+        return infer(cond)
+
+    return run
 
 
 class NeuralRenderer:
@@ -90,24 +106,23 @@ class NeuralRenderer:
                              "(or --images PHOTO), or use --renderer warp")
         self.meta = read_meta(folder)
         self.generator, _ = load_generator(folder / GENERATOR_FILE, resolution, device)
-        self.resolution = self.generator.cfg.resolution
+        cfg = self.generator.cfg
+        self.resolution = cfg.resolution
+        self.conditioner = for_folder(folder, cfg.resolution, cfg.warp)
         self._infer: Infer | None = torch_infer(self.generator, threads)
 
     def render(self, lm: Landmarks) -> np.ndarray:
-        check_points(lm.points)
-        return self.generate(rasterize(lm.points, lm.size, self.resolution))
+        return self.generate(self.conditioner.render(lm))
 
-    def generate(self, sketch: np.ndarray) -> np.ndarray:
-        """(R, R, 3) uint8 conditioning sketch -> (R, R, 3) uint8 BGR face."""
+    def generate(self, cond: np.ndarray) -> np.ndarray:
+        """(R, R, C) uint8 conditioning image -> (R, R, 3) uint8 BGR face."""
         if self._infer is None:
             raise RuntimeError("NeuralRenderer is closed")
-        if sketch.shape != (self.resolution, self.resolution, 3) or sketch.dtype != np.uint8:
-            raise ValueError(f"sketch must be ({self.resolution}, {self.resolution}, 3) uint8, "
-                             f"got {sketch.shape} {sketch.dtype}")
-        return self._infer(sketch)
+        return checked(self._infer, self.conditioner)(cond)
 
     def close(self) -> None:
         self._infer = None
+        self.conditioner.close()
 
     def __enter__(self) -> NeuralRenderer:
         return self
