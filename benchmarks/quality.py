@@ -108,6 +108,7 @@ def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig) -> dict[st
     k = photo_choice(clip.points)
     reference = (clip.crops[k], clip.points[k])
     tag = f"{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
+    shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)  # never resume a stale run
     res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print)
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)
     torch.set_num_threads(2)
@@ -275,20 +276,27 @@ def table(data: dict[str, Any]) -> str:
     rows: list[list[Any]] = []
     mm = data.get("megamind", {})
     if "ssim" in mm:
-        rows.append(["Megamind held-out (real), real-time G", f"{mm['ssim']:.3f}",
+        label = f"Megamind held-out (real), real-time G, {mm.get('condition', 'sketch')}"
+        rows.append([label, f"{mm['ssim']:.3f}",
                      f"{mm['psnr']:.1f}", f"{mm['ms_ssim']:.3f}", _f(mm.get("nme")),
                      f"{100 * mm['face_found']:.0f}%", f"{mm['seconds_per_step']:.1f} s",
                      f"{mm['steps']} x {mm['batch']} (best {mm['best_step']})"])
+        if "warp_only" in mm:
+            w = mm["warp_only"]
+            rows.append(["Megamind held-out, warp renderer alone (same photo, same run)",
+                         f"{w['ssim']:.3f}", f"{w['psnr']:.1f}", "", "", "", "", "untrained"])
         rows.append(["baseline: plain U-Net L1+SSIM", "0.69", "19.7", "", "", "", "",
                      "~500 x 16"])
     elif mm:
         rows.append(["Megamind held-out", "skipped: " + mm.get("skipped", ""), "", "", "",
                      "", "", ""])
     cmp_ = data.get("compare", {})
-    for variant in ("realtime", "full"):
-        if variant in cmp_:
-            c = cmp_[variant]
-            rows.append([f"Megamind {cmp_['resolution']} px, {variant} G (compare)",
+    names = {"realtime": "real-time G, sketch+warp", "full": "full G, sketch+warp",
+             "realtime-sketch": "real-time G, sketch only"}
+    for key, name in names.items():
+        if key in cmp_ and "ssim" in cmp_[key]:
+            c = cmp_[key]
+            rows.append([f"Megamind {cmp_['resolution']} px, {name} (compare)",
                          f"{c['ssim']:.3f}", f"{c['psnr']:.1f}", f"{c['ms_ssim']:.3f}",
                          _f(c.get("nme")), f"{100 * c['face_found']:.0f}%",
                          f"{c['seconds_per_step']:.2f} s", f"{c['steps']} x {cmp_['batch']}"])
@@ -301,8 +309,12 @@ def table(data: dict[str, Any]) -> str:
     text += ("\n\nTargets: Megamind held-out SSIM >= 0.75 and NME <= 0.05; demo NME <= 0.08 "
              "with a face found in >= 99% of frames. NME's floor (MediaPipe on the real "
              f"held-out crops): {_f(mm.get('nme_real'))}. Megamind holds two characters "
-             "(woman: frames 0-100 and 156-200; man: 101-155 and 201-268), so the held-out "
-             "slice (the last 20%, contiguous) is the man, seen in 55 training frames.")
+             "(woman: frames 0-100 and 156-200; man: 101-155 and 201-268); the held-out "
+             "slice (the last 20%, contiguous) is the man's last shot, whose first 18 "
+             "frames train (validation takes every 10th frame before the held-out slice). "
+             f"The photo the generator warps is frame {mm.get('photo_frame', '?')}, the most "
+             "frontal face before the held-out slice, so on the woman's frames the warp "
+             "render shows the wrong person and G has to learn her from the sketch.")
     sp = data.get("speed", {})
     if sp:
         text += ("\n\nGenerator at 256x256, ONNX Runtime 2 threads: real-time "
@@ -311,6 +323,9 @@ def table(data: dict[str, Any]) -> str:
                  f"{sp['realtime']['macs'] / 1e9:.2f} GMAC), full "
                  f"{sp['full']['median_ms']:.0f} ms ({sp['full']['macs'] / 1e9:.1f} GMAC); "
                  "budget 20 ms.")
+        if "conditioning_ms" in sp:
+            text += (f" Making its input (sketch + warp render at 256, the demo identity) "
+                     f"takes {sp['conditioning_ms']:.1f} ms more, on the renderer's thread.")
     if "projection" in mm:
         p = mm["projection"]
         text += (f"\n\nDatacenter GPU: not measured (no GPU was available). Projection, "

@@ -26,14 +26,18 @@ from avatar_cam.model.generator import (
 def _styled(cfg: ModelConfig, seed: int = 0) -> tuple[Generator, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     g = Generator(cfg).eval()
+    if cfg.warp:  # its correction starts at zero: give it one, as training would
+        with torch.no_grad():
+            g.head.weight.normal_(0, 0.05)
     psi = torch.randn(1, g.n_adain) * 0.3
-    cond = (torch.rand(2, 3, cfg.resolution, cfg.resolution) > 0.9).float()
+    cond = (torch.rand(2, cfg.cond_channels, cfg.resolution, cfg.resolution) > 0.9).float()
     return g, psi, cond
 
 
+@pytest.mark.parametrize("condition", ["sketch", "sketch+warp"])
 @pytest.mark.parametrize("variant", ["realtime", "full"])
-def test_folded_generator_equals_unfolded(variant: str) -> None:
-    g, psi, cond = _styled(tiny_config(64, variant))
+def test_folded_generator_equals_unfolded(variant: str, condition: str) -> None:
+    g, psi, cond = _styled(tiny_config(64, variant, condition))
     with torch.no_grad():
         unfolded = g(cond, psi.expand(2, -1))
         g.fold(psi)
@@ -130,6 +134,25 @@ def test_config_validates_and_sizes() -> None:
     assert count_macs(Generator(rt)) < 0.4e9 < count_macs(Generator(full))
     assert ModelConfig(resolution=512).resolution == 512
     assert ModelConfig.from_dict({"resolution": 128}).resolution == 128
+    with pytest.raises(ValueError, match="condition"):
+        ModelConfig(condition="photo")
+    # Files from before the field existed are sketch generators.
+    assert ModelConfig.from_dict({"resolution": 128}).condition == "sketch"
+    assert ModelConfig(condition="sketch+warp").cond_channels == 6
+
+
+@pytest.mark.parametrize("variant", ["realtime", "full"])
+def test_untrained_sketch_warp_generator_is_the_warp_render(variant: str) -> None:
+    """Its correction starts at zero: before any training G returns the warp render
+    (channels 4-6, in [0, 1]) exactly, whatever the sketch and psi; gradients still reach
+    the correction's conv, so training moves it."""
+    g, psi, cond = _styled(tiny_config(64, variant, "sketch+warp"))
+    torch.nn.init.zeros_(g.head.weight)
+    out = g(cond, psi.expand(2, -1))
+    assert torch.equal(out, cond[:, 3:] * 2 - 1)
+    cond.requires_grad_(False)
+    (out - torch.rand_like(out)).abs().mean().backward()
+    assert g.head.weight.grad is not None and g.head.weight.grad.abs().sum() > 0
 
 
 def test_ssim_agrees_with_scikit_image(astronaut: np.ndarray) -> None:

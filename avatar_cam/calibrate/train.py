@@ -103,16 +103,19 @@ def cond_tensor(sk: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
 
 
 def augment(crops: np.ndarray, points: np.ndarray, tc: TrainConfig,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Jitter each (crop, landmarks) pair by the same random similarity transform."""
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Jitter each (crop, landmarks) pair by the same random similarity transform; also
+    returns the (B, 2, 3) transforms (for the warp render: see ``conditions``)."""
     r = crops.shape[1]
     out_c, out_p = np.empty_like(crops), np.empty_like(points)
+    mats = np.empty((len(crops), 2, 3))
     for i in range(len(crops)):
         s = 1.0 + rng.uniform(-tc.jitter_scale, tc.jitter_scale)
         rot = cv2.getRotationMatrix2D((r / 2, r / 2), rng.uniform(-tc.jitter_rotate,
                                                                    tc.jitter_rotate), s)
         m: np.ndarray = np.array(rot, np.float64)
         m[:, 2] = m[:, 2] + rng.uniform(-tc.jitter_shift, tc.jitter_shift, 2) * r
+        mats[i] = m
         out_c[i] = cv2.warpAffine(crops[i], m, (r, r), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
         # Landmark pixels use the edge convention; OpenCV's matrix maps pixel centres.
@@ -120,7 +123,26 @@ def augment(crops: np.ndarray, points: np.ndarray, tc: TrainConfig,
         out_p[i, :, :2] = xy @ m[:, :2].T + m[:, 2] + 0.5
         out_p[i, :, 2] = points[i, :, 2] * s
         out_p[i, :, :2] += rng.normal(0, tc.landmark_noise * r / 256, (points.shape[1], 2))
-    return out_c, out_p
+    return out_c, out_p, mats
+
+
+def conditions(conditioner: Conditioner, points: np.ndarray, source: np.ndarray | None = None,
+               mats: np.ndarray | None = None) -> np.ndarray:
+    """(B, R, R, C) conditioning for jittered ``points``. The warp render is made on the
+    un-jittered ``source`` landmarks and then moved by the same transform as the crop:
+    rendered on the jittered landmarks, its background (which the warp keeps where the
+    photo has it) would disagree with the jittered target's, and G would spend itself
+    learning to move backgrounds."""
+    if conditioner.channels == 3 or source is None or mats is None:
+        return conditioner.batch(points)
+    r = conditioner.resolution
+    out = np.empty((len(points), r, r, conditioner.channels), np.uint8)
+    for i in range(len(points)):
+        out[i, :, :, :3] = conditioner.sketch(points[i])
+        out[i, :, :, 3:] = cv2.warpAffine(conditioner.warped(source[i]), mats[i], (r, r),
+                                          flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def pick_device(name: str) -> torch.device:
@@ -242,10 +264,11 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
         while state["step"] < tc.steps:
             step = state["step"]
             idx = rng.integers(0, len(train), tc.batch)
-            crops, pts = train.crops[idx], train.points[idx]
+            crops, pts, source = train.crops[idx], train.points[idx], train.points[idx]
+            mats = None
             if tc.augment:
-                crops, pts = augment(crops, pts, tc, rng)
-            cond = cond_tensor(conditioner.batch(pts), dev)
+                crops, pts, mats = augment(crops, pts, tc, rng)
+            cond = cond_tensor(conditions(conditioner, pts, source, mats), dev)
             real = to_tensor(crops, dev)
             adv = step >= tc.adv_start and (tc.w_adv > 0 or tc.w_fm > 0)
             logs = train_step(m, opt_g, opt_d, cond, real, tc, adv, dev, perc)

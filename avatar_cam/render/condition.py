@@ -53,13 +53,21 @@ class Conditioner:
             self._warp = WarpRenderer(crop, neutral, resolution=resolution)
 
     def __call__(self, points: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-        r = self.resolution
-        size = size or (r, r)
-        sketch = rasterize(points, size, r)
+        sketch = self.sketch(points, size)
         if self._warp is None:
             return sketch
-        warped = self._warp.render(Landmarks(0, 0, points, size))  # rescales from ``size``
-        return np.concatenate([sketch, warped], axis=2)
+        return np.concatenate([sketch, self.warped(points, size)], axis=2)
+
+    def sketch(self, points: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        r = self.resolution
+        return rasterize(points, size or (r, r), r)
+
+    def warped(self, points: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The warp render alone (R, R, 3); a sketch-only conditioner has none."""
+        if self._warp is None:
+            raise ValueError("this conditioner has no warp render (a sketch generator)")
+        r = self.resolution
+        return self._warp.render(Landmarks(0, 0, points, size or (r, r)))  # rescales
 
     def render(self, lm: Landmarks) -> np.ndarray:
         check_points(lm.points)
