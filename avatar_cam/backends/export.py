@@ -245,7 +245,7 @@ class _DropAdvice(logging.Filter):
         return "pre-process" not in record.getMessage()
 
 
-# -- calibration data: the person's own sketches ------------------------------------------
+# -- calibration data: the person's own conditioning images ---------------------------------
 
 
 def calibration_inputs(folder: Path, resolution: int,

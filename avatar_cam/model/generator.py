@@ -124,7 +124,7 @@ class FastUp(nn.Module):
 
 
 class Generator(nn.Module):
-    """G: conditioning sketch -> face image, styled by psi (AdaIN parameters).
+    """G: conditioning image -> face image, styled by psi (AdaIN parameters).
 
     forward(cond (B, C, R, R) float32 in [0, 1], psi (B, n_adain) or None when folded)
       -> (B, 3, R, R) float32 in [-1, 1], BGR like the training crops.

@@ -8,6 +8,7 @@ unordered, no-retransmit channel (dropped, never queued, on a congested one).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -34,6 +35,8 @@ class LocalAvatar:
         self.person = person
         self.opts = opts
         self.loop = asyncio.get_running_loop()
+        if opts.landmarks_only:  # the tap replaces the renderer: do not build a generator
+            live_opts = dataclasses.replace(live_opts, renderer="warp")
         self.pipeline: Pipeline = live.build_pipeline(person, source, "null", live_opts)
         self.pipeline.sink.close()
         self.channels: set[RTCDataChannel] = set()
