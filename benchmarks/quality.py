@@ -310,8 +310,9 @@ def table(data: dict[str, Any]) -> str:
              "with a face found in >= 99% of frames. NME's floor (MediaPipe on the real "
              f"held-out crops): {_f(mm.get('nme_real'))}. Megamind holds two characters "
              "(woman: frames 0-100 and 156-200; man: 101-155 and 201-268); the held-out "
-             "slice (the last 20%, contiguous) is the man's last shot, whose first 18 "
-             "frames train (validation takes every 10th frame before the held-out slice). "
+             "slice (the last 20%, contiguous) is the end of the man's last shot, of which "
+             "about 15 earlier frames train (validation takes every 10th frame before the "
+             "held-out slice). "
              f"The photo the generator warps is frame {mm.get('photo_frame', '?')}, the most "
              "frontal face before the held-out slice, so on the woman's frames the warp "
              "render shows the wrong person and G has to learn her from the sketch.")
