@@ -109,7 +109,8 @@ class NeuralRenderer:
         cfg = self.generator.cfg
         self.resolution = cfg.resolution
         self.conditioner = for_folder(folder, cfg.resolution, cfg.warp)
-        self._infer: Infer | None = torch_infer(self.generator, threads)
+        self._infer: Infer | None = checked(torch_infer(self.generator, threads),
+                                            self.conditioner)
 
     def render(self, lm: Landmarks) -> np.ndarray:
         return self.generate(self.conditioner.render(lm))
@@ -118,7 +119,7 @@ class NeuralRenderer:
         """(R, R, C) uint8 conditioning image -> (R, R, 3) uint8 BGR face."""
         if self._infer is None:
             raise RuntimeError("NeuralRenderer is closed")
-        return checked(self._infer, self.conditioner)(cond)
+        return self._infer(cond)
 
     def close(self) -> None:
         self._infer = None
