@@ -503,3 +503,17 @@ def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
     assert frame is None  # (a gap at 105: nothing is complete)
     frame = jb.add(packet(105, 9000, False))[1]  # ...the next frame's start completes it
     assert frame is not None and frame.data == bytes([104, 105]) and frame.timestamp == 9000
+
+
+def test_track_sends_black_frames_of_the_pipeline_size_until_the_first_frame() -> None:
+    """The renderer may still be loading when the peer asks for frames: the stand-in
+    frames have the pipeline's size, so the stream never changes size mid-call."""
+    from avatar_cam.webrtc.tracks import AvatarVideoTrack, FrameSlot
+
+    async def main() -> list[tuple[int, int, int]]:
+        track = AvatarVideoTrack(FrameSlot(asyncio.get_running_loop()), 30.0, (320, 180))
+        frames = [await track.recv() for _ in range(2)]
+        return [(f.width, f.height, int(np.asarray(f.to_ndarray(format="bgr24")).max()))
+                for f in frames]
+
+    assert asyncio.run(main()) == [(320, 180, 0), (320, 180, 0)]

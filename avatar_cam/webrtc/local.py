@@ -38,6 +38,7 @@ class LocalAvatar:
         if opts.landmarks_only:  # the tap replaces the renderer: do not build a generator
             live_opts = dataclasses.replace(live_opts, renderer="warp")
         self.pipeline: Pipeline = live.build_pipeline(person, source, "null", live_opts)
+        self.size: tuple[int, int] = live_opts.out_size  # (w, h) of the frames it makes
         self.pipeline.sink.close()
         self.channels: set[RTCDataChannel] = set()
         self.counts: Counter[str] = Counter()

@@ -94,8 +94,8 @@ class Peer:
             self._wire(self.pc.createDataChannel(MODEL))
         elif self.local is not None and self.local.slot is not None:
             direction = "sendrecv" if self.sink is not None else "sendonly"
-            self._prefer_codec(self.pc.addTransceiver(
-                AvatarVideoTrack(self.local.slot, self.opts.fps), direction=direction))
+            track = AvatarVideoTrack(self.local.slot, self.opts.fps, self.local.size)
+            self._prefer_codec(self.pc.addTransceiver(track, direction=direction))
         else:
             self._prefer_codec(self.pc.addTransceiver("video", direction="recvonly"))
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -115,8 +115,8 @@ class Peer:
             # line and negotiates codecs in our order (it reads preferences only then).
             if self.local is not None and self.local.slot is not None:
                 direction = "sendrecv" if self.sink is not None else "sendonly"
-                transceiver = self.pc.addTransceiver(
-                    AvatarVideoTrack(self.local.slot, self.opts.fps), direction=direction)
+                track = AvatarVideoTrack(self.local.slot, self.opts.fps, self.local.size)
+                transceiver = self.pc.addTransceiver(track, direction=direction)
             else:
                 transceiver = self.pc.addTransceiver("video", direction="recvonly")
             self._prefer_codec(transceiver)

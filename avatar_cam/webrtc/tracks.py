@@ -125,19 +125,22 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     A new frame goes out as soon as it arrives (no waiting for a clock tick: less
     latency), but never sooner than 0.8 periods after the previous one; without new
-    frames the last one is repeated every period so the stream stays alive.
+    frames the last one is repeated every period so the stream stays alive. Before the
+    first frame (the renderer may still be loading) it sends black frames of ``size``,
+    the pipeline's own, so the peer never sees the stream change size.
     """
 
     kind = "video"
 
-    def __init__(self, slot: FrameSlot, fps: float = 30.0) -> None:
+    def __init__(self, slot: FrameSlot, fps: float = 30.0,
+                 size: tuple[int, int] = (640, 480)) -> None:
         super().__init__()
         self.slot = slot
         self.period = 1.0 / fps
         self._version = 0
         self._t0: float | None = None
         self._last_sent = 0.0
-        self._blank: np.ndarray = np.zeros((480, 640, 3), np.uint8)
+        self._blank: np.ndarray = np.zeros((size[1], size[0], 3), np.uint8)
         self.frames_sent = 0
 
     async def recv(self) -> av.VideoFrame:
