@@ -58,6 +58,7 @@ def _leftovers(root: Path) -> list[str]:
 def test_clip_is_tracked_aligned_and_split(clip64: Clip) -> None:
     assert clip64.crops.shape[1:] == (64, 64, 3) and clip64.points.shape[1:] == (478, 3)
     assert clip64.stats["with_face"] >= 58 and len(clip64) >= 50
+    assert clip64.stats["people"] == 1 and clip64.stats["other_people"] == 0
     train, val, test = split(clip64)
     # Held-out = the last 20% in time, contiguous; validation every 10th frame before it;
     # the photo (warp source) is never a held-out frame.

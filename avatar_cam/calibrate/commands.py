@@ -42,6 +42,9 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--camera", help="record from this webcam index or device")
     src.add_argument("--images", type=Path, nargs="+", metavar="PHOTO", help="1-8 photos")
     cal.add_argument("--seconds", type=float, default=20.0, help="--camera recording length")
+    cal.add_argument("--who", type=int_in(0, 99, "--who"), default=0, metavar="N",
+                     help="a clip showing several people: train on person N (0: the one "
+                          "in the most frames; told apart by face colour)")
     cal.add_argument("--consent", required=True, metavar="STATEMENT",
                      help="who is pictured and that they agree; signed into the model")
     cal.add_argument("--owner", help="owner named in the signed model (default: your login)")
@@ -228,7 +231,11 @@ def calibrate(args: argparse.Namespace) -> int:
             video = args.video or _record(args.camera, args.seconds, Path(tmp))
             with MediaPipeTracker(smoothing=None) as tracker:
                 clip, affine, photo = prepare_clip(read_video(video), tracker.track,
-                                                   cfg.resolution, str(video))
+                                                   cfg.resolution, str(video), args.who)
+        if clip.stats["people"] > 1:
+            log.warning("%s shows %d people; training on person %d (%d frames), leaving out "
+                        "%d frames of the others (--who picks another)", video,
+                        clip.stats["people"], args.who, len(clip), clip.stats["other_people"])
         i = int(np.flatnonzero(clip.index == clip.stats["photo_frame"])[0])
         person = Person(name, person_dir(name, root), photo, clip.crops[i], clip.points[i],
                         affine, {"created": _now(), "sources": [Path(video).name],

@@ -6,10 +6,16 @@ Clips (``prepare_clip``), in two passes so a long clip never sits in memory whol
    a frame without a face is dropped, and so is a blurred one: variance of the Laplacian
    over the face's box below ``BLUR_RATIO`` times the clip's median (relative, because
    sharpness depends on the camera and the face).
+   Then one person: a clip can show others (``identity.people``, by face colour); the
+   frames of person ``who`` (default: the one in the most frames) are kept, the others
+   counted in the stats.
 2. a crop box per frame (``ingest.crop_box``: the face centred, sized by its oval),
    averaged over the neighbouring frames of the same shot to damp landmark jitter. Per
    frame rather than one box per clip because real footage zooms, pans and cuts; the
    generator then learns a face of constant framing, which is what the adapter drives.
+   The box is then moved (and if larger than the frame, shrunk) into the frame
+   (``inside``): a crop reaching past the edge would be filled with smeared edge
+   pixels, which the generator would learn to draw and evaluation would score.
 
 Split (``split``): the held-out slice is the LAST ``holdout`` fraction of the usable
 frames in time, contiguous (a random split would put near-duplicate neighbours of every
@@ -41,6 +47,7 @@ from .. import mesh, motion
 from ..errors import NoFaceError, VideoError
 from ..person import Person
 from ..types import Frame, Landmarks
+from .identity import colours, people
 from .ingest import Track, crop_box
 
 BLUR_RATIO = 0.35  # below this share of the clip's median sharpness a frame is "blurred"
@@ -130,28 +137,40 @@ def crop_image(image: np.ndarray, crop_to_frame: np.ndarray, resolution: int) ->
 
 
 def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resolution: int,
-                 what: str = "the clip") -> tuple[Clip, np.ndarray, np.ndarray]:
+                 what: str = "the clip", who: int = 0) -> tuple[Clip, np.ndarray, np.ndarray]:
     """Track, filter and crop a clip. Returns (clip in time order, the crop_to_frame (2, 3)
-    affine of the most frontal usable face, and that full frame: the person's photo)."""
-    found: list[tuple[int, np.ndarray, float]] = []
+    affine of the most frontal usable face, and that full frame: the person's photo).
+    ``who``: which of the clip's people to keep (``identity.people``: 0 = most frames)."""
+    found: list[tuple[int, np.ndarray, float, np.ndarray]] = []
     total = 0
+    frame_size = (0, 0)
     for n, image in enumerate(frames()):
         total += 1
+        frame_size = (image.shape[1], image.shape[0])
         lm = track(Frame(n, int(n * 33_333_333), image))
         if lm is not None:
-            found.append((n, lm.points, sharpness(image, lm.points)))
+            found.append((n, lm.points, sharpness(image, lm.points),
+                          colours(image, lm.points)))
     if not found:
         raise NoFaceError(f"no face found in any of the {total} frames of {what}",
                           "record the face well lit and facing the camera")
-    med = float(np.median([s for _, _, s in found]))
-    usable = [(n, p) for n, p, s in found if s >= BLUR_RATIO * med]
+    med = float(np.median([s for _, _, s, _ in found]))
+    sharp = [(n, p, c) for n, p, s, c in found if s >= BLUR_RATIO * med]
+    label = people(np.stack([c for _, _, c in sharp])) if sharp else np.zeros(0, np.int64)
+    n_people = int(label.max()) + 1 if len(label) else 0
+    if sharp and not 0 <= who < n_people:
+        raise VideoError(f"{what} shows {n_people} people (told apart by face colour); "
+                         f"there is no person {who}", f"pick 0 to {n_people - 1}")
+    usable = [(n, p) for (n, p, _), k in zip(sharp, label, strict=True) if k == who]
     if len(usable) < MIN_FRAMES:
         raise VideoError(
             f"only {len(usable)} usable frames in {what} ({total} frames, {len(found)} with "
-            f"a face, {len(found) - len(usable)} blurred); at least {MIN_FRAMES} are needed",
+            f"a face, {len(found) - len(sharp)} blurred, {len(sharp) - len(usable)} of "
+            f"another person); at least {MIN_FRAMES} are needed",
             "record a longer clip (10 s or more), facing the camera, in good light")
     boxes = smooth_boxes(np.array([n for n, _ in usable]),
                          np.array([crop_box(p) for _, p in usable]))
+    boxes = np.array([inside(b, frame_size) for b in boxes])
     affines = {n: box_affine(b[0], b[1], b[2], resolution)
                for (n, _), b in zip(usable, boxes, strict=True)}
     keep = {n: p for n, p in usable}
@@ -167,7 +186,8 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
             photo = image.copy()
     if photo is None or len(crops) != len(usable):
         raise VideoError(f"{what} changed while it was read", "use a finished video file")
-    stats = {"frames": total, "with_face": len(found), "blurred": len(found) - len(usable),
+    stats = {"frames": total, "with_face": len(found), "blurred": len(found) - len(sharp),
+             "people": n_people, "other_people": len(sharp) - len(usable),
              "usable": len(usable), "photo_frame": int(best)}
     clip = Clip(np.stack(crops), np.stack(points), np.array(index, np.int32), stats)
     return clip, affines[best], photo
@@ -187,6 +207,16 @@ def smooth_boxes(index: np.ndarray, boxes: np.ndarray, radius: int = 2) -> np.nd
         c = centre[near].mean(0)
         out[i] = (c[0] - side / 2, c[1] - side / 2, side)
     return out
+
+
+def inside(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (x0, y0, side) box shrunk to the frame's short side if larger, then moved into
+    the frame: the crop holds only real pixels, no edge pixels smeared outwards."""
+    x0, y0, side = (float(v) for v in box)
+    w, h = size
+    fit = min(side, float(w), float(h))
+    x0, y0 = x0 + (side - fit) / 2, y0 + (side - fit) / 2
+    return np.array([min(max(x0, 0.0), w - fit), min(max(y0, 0.0), h - fit), fit])
 
 
 def photo_choice(points: np.ndarray) -> int:
