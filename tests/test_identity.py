@@ -85,3 +85,17 @@ def test_returning_person_is_one_person() -> None:
 def test_crop_boxes_stay_inside_the_frame(box: tuple[float, float, float],
                                           want: tuple[float, float, float]) -> None:
     np.testing.assert_allclose(inside(np.array(box), (320, 240)), want)
+
+
+def test_calibrate_takes_who() -> None:
+    import argparse
+
+    from avatar_cam.calibrate import commands
+
+    parser = argparse.ArgumentParser()
+    commands.add_parsers(parser.add_subparsers(dest="command", required=True))
+    base = ["calibrate", "x", "--video", "a.mp4", "--consent", "test: a made-up statement"]
+    assert parser.parse_args(base).who == 0
+    assert parser.parse_args([*base, "--who", "1"]).who == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--who", "-1"])
