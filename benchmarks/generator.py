@@ -20,6 +20,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,9 @@ def open_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray, batch: int
     """Every backend x precision this machine can run, for one model and batch size; each
     is opened, timed and closed before the next (idle sessions would steal the CPU)."""
     r = g.cfg.resolution
-    cases: list[Opener] = [lambda: TorchBackend(g, "fp32", batch, threads=THREADS)]
+    cases: list[Opener] = [partial(TorchBackend, g, "fp32", batch, threads=THREADS)]
     for p in onnx:
-        cases.append(lambda p=p: OrtBackend(onnx[p], "cpu", p, r, batch, THREADS))
+        cases.append(partial(OrtBackend, onnx[p], "cpu", p, r, batch, THREADS))
     if gpu:
         cases += _gpu_cases(g, onnx, cal, batch)
     return cases
@@ -77,23 +78,26 @@ def _gpu_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray,
     gc = gc.cuda().eval()
     out: list[Opener] = []
     for p in ("fp32", "fp16"):
-        out.append(lambda p=p: TorchBackend(gc, p, batch))
-        out.append(lambda p=p: TorchBackend(gc, p, batch, cuda_graphs=True))
+        out.append(partial(TorchBackend, gc, p, batch))
+        out.append(partial(TorchBackend, gc, p, batch, cuda_graphs=True))
     for ep in ("cuda", "tensorrt"):
         if unavailable(f"onnxruntime-{ep}") is None:
             for p in onnx:
-                out.append(lambda p=p, ep=ep: OrtBackend(onnx[p], ep, p, r, batch))
+                out.append(partial(OrtBackend, onnx[p], ep, p, r, batch))
     if unavailable("tensorrt") is None:
         from avatar_cam.backends.tensorrt_build import TrtBuildOptions, build_plan
         from avatar_cam.backends.trt_backend import TrtBackend
 
+        def write(path: Path, data: bytes) -> None:
+            path.write_bytes(data)
+
         def trt(p: str) -> Backend:
             plan, _ = build_plan(onnx.__getitem__, TrtBuildOptions(p, r, max_batch=batch),
-                                 cal, lambda path, data: path.write_bytes(data))
+                                 cal, write)
             return TrtBackend(plan, p, r, batch)
 
         for p in onnx:
-            out.append(lambda p=p: trt(p))
+            out.append(partial(trt, p))
     return out
 
 
