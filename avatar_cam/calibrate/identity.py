@@ -21,7 +21,7 @@ the normalized hue/saturation histogram there (a Hellinger embedding, distances 
 This is a colour heuristic, not face recognition: two people of like skin and hair in
 like light count as one, and one person under a sudden change of light can count as
 two (then only the larger part trains; nothing wrong is learned). The thresholds were
-set on the Megamind clip, where the two characters' shots lie 0.29 to 0.38 apart and a
+set on the Megamind clip, where the two characters' shots lie 0.28 to 0.37 apart and a
 character's two shots 0.12 and 0.18.
 """
 
