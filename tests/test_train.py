@@ -92,6 +92,22 @@ def test_losses_fall_and_resume_continues(clip64: Clip, tmp_path: Path) -> None:
     assert "d" in second.history[-1] and "fm" in second.history[-1]  # adversarial ran
 
 
+def test_batch_workers_train_exactly_as_inline(clip64: Clip) -> None:
+    """On a GPU the batches are made in worker processes, steps ahead; the random choices
+    stay in the trainer, so the same seed trains the same generator, bit for bit."""
+    train, val, _ = split(clip64)
+    cfg = tiny_config(64, "realtime", "sketch+warp")
+    reference = (train.crops[0], train.points[0])
+    runs = [fit(cfg, train, val, TrainConfig(steps=6, batch=3, eval_every=3, adv_start=3,
+                                             workers=w), reference=reference, progress=False)
+            for w in (0, 2)]
+    inline, pooled = (r.generator.state_dict() for r in runs)
+    assert inline.keys() == pooled.keys()
+    assert all(torch.equal(inline[k], pooled[k]) for k in inline)
+    assert runs[0].history == [
+        {**h, "seconds": runs[0].history[i]["seconds"]} for i, h in enumerate(runs[1].history)]
+
+
 def replace_steps(tc: TrainConfig, steps: int) -> TrainConfig:
     from dataclasses import replace
 

@@ -39,6 +39,7 @@ from ..model.discriminator import Discriminator
 from ..model.generator import Generator
 from ..raster import rasterize
 from ..render.condition import Conditioner, Reference
+from .batches import Batches, default_workers
 from .dataset import Clip
 
 
@@ -65,6 +66,7 @@ class TrainConfig:
     preview_every: int = 100
     checkpoint_every: int = 100
     seed: int = 0
+    workers: int | None = None  # batch-making processes; None: 0 on a CPU, cores-1 on a GPU
 
 
 @dataclass
@@ -100,49 +102,6 @@ def cond_tensor(sk: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """(B, R, R, C) uint8 conditioning images -> (B, C, R, R) float32 in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(sk)).to(device)
     return t.permute(0, 3, 1, 2).float() / 255.0
-
-
-def augment(crops: np.ndarray, points: np.ndarray, tc: TrainConfig,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jitter each (crop, landmarks) pair by the same random similarity transform; also
-    returns the (B, 2, 3) transforms (for the warp render: see ``conditions``)."""
-    r = crops.shape[1]
-    out_c, out_p = np.empty_like(crops), np.empty_like(points)
-    mats = np.empty((len(crops), 2, 3))
-    for i in range(len(crops)):
-        s = 1.0 + rng.uniform(-tc.jitter_scale, tc.jitter_scale)
-        rot = cv2.getRotationMatrix2D((r / 2, r / 2), rng.uniform(-tc.jitter_rotate,
-                                                                   tc.jitter_rotate), s)
-        m: np.ndarray = np.array(rot, np.float64)
-        m[:, 2] = m[:, 2] + rng.uniform(-tc.jitter_shift, tc.jitter_shift, 2) * r
-        mats[i] = m
-        out_c[i] = cv2.warpAffine(crops[i], m, (r, r), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REPLICATE)
-        # Landmark pixels use the edge convention; OpenCV's matrix maps pixel centres.
-        xy = points[i, :, :2].astype(np.float64) - 0.5
-        out_p[i, :, :2] = xy @ m[:, :2].T + m[:, 2] + 0.5
-        out_p[i, :, 2] = points[i, :, 2] * s
-        out_p[i, :, :2] += rng.normal(0, tc.landmark_noise * r / 256, (points.shape[1], 2))
-    return out_c, out_p, mats
-
-
-def conditions(conditioner: Conditioner, points: np.ndarray, source: np.ndarray | None = None,
-               mats: np.ndarray | None = None) -> np.ndarray:
-    """(B, R, R, C) conditioning for jittered ``points``. The warp render is made on the
-    un-jittered ``source`` landmarks and then moved by the same transform as the crop:
-    rendered on the jittered landmarks, its background (which the warp keeps where the
-    photo has it) would disagree with the jittered target's, and G would spend itself
-    learning to move backgrounds."""
-    if conditioner.channels == 3 or source is None or mats is None:
-        return conditioner.batch(points)
-    r = conditioner.resolution
-    out = np.empty((len(points), r, r, conditioner.channels), np.uint8)
-    for i in range(len(points)):
-        out[i, :, :, :3] = conditioner.sketch(points[i])
-        out[i, :, :, 3:] = cv2.warpAffine(conditioner.warped(source[i]), mats[i], (r, r),
-                                          flags=cv2.INTER_LINEAR,
-                                          borderMode=cv2.BORDER_REPLICATE)
-    return out
 
 
 def pick_device(name: str) -> torch.device:
@@ -195,13 +154,14 @@ def new_models(cfg: ModelConfig, init: Path | None, data: Clip,
 
 
 @torch.no_grad()
-def evaluate_ssim(g: Generator, psi: Tensor | None, data: Clip, conditioner: Conditioner,
+def evaluate_ssim(g: Generator, psi: Tensor | None, data: Clip, cond_images: np.ndarray,
                   device: torch.device, batch: int = 16) -> tuple[float, float]:
-    """(mean SSIM, mean L1) of G on ``data`` (no augmentation)."""
+    """(mean SSIM, mean L1) of G on ``data`` (no augmentation), given its conditioning
+    images (made once: they do not change between evaluations)."""
     g.eval()
     s_sum, l_sum = 0.0, 0.0
     for a in range(0, len(data), batch):
-        cond = cond_tensor(conditioner.batch(data.points[a:a + batch]), device)
+        cond = cond_tensor(cond_images[a:a + batch], device)
         real = to_tensor(data.crops[a:a + batch], device)
         with autocast(device):
             fake = g(cond, None if psi is None else psi.expand(len(cond), -1)).float()
@@ -256,6 +216,9 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
         if (work / "state.json").is_file():
             state, best = load_checkpoint(work, m, opt_g, opt_d, cfg, tc)
             log(f"resuming from step {state['step']} in {work}")
+    val_cond = conditioner.batch(val.points)
+    workers = default_workers(dev.type) if tc.workers is None else tc.workers
+    batches = Batches(train, conditioner, reference, tc, rng, workers)
     bar = tqdm(total=tc.steps, initial=state["step"], desc="enroll", unit="step",
                disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter() - state["seconds"]
@@ -263,12 +226,8 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
     try:
         while state["step"] < tc.steps:
             step = state["step"]
-            idx = rng.integers(0, len(train), tc.batch)
-            crops, pts, source = train.crops[idx], train.points[idx], train.points[idx]
-            mats = None
-            if tc.augment:
-                crops, pts, mats = augment(crops, pts, tc, rng)
-            cond = cond_tensor(conditions(conditioner, pts, source, mats), dev)
+            crops, cond_images = batches.next()
+            cond = cond_tensor(cond_images, dev)
             real = to_tensor(crops, dev)
             adv = step >= tc.adv_start and (tc.w_adv > 0 or tc.w_fm > 0)
             logs = train_step(m, opt_g, opt_d, cond, real, tc, adv, dev, perc)
@@ -276,7 +235,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             bar.update(1)
             if state["step"] % tc.eval_every == 0 or state["step"] == tc.steps:
-                vs, vl = evaluate_ssim(m.g, m.psi, val, conditioner, dev)
+                vs, vl = evaluate_ssim(m.g, m.psi, val, val_cond, dev)
                 logs.update(step=state["step"], val_ssim=vs, val_l1=vl,
                             seconds=time.perf_counter() - t0)
                 state["history"].append(logs)
@@ -298,6 +257,8 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
                 break
     finally:
         bar.close()
+        batches.close()
+        conditioner.close()
     seconds = time.perf_counter() - t0
     g = Generator(cfg)
     g.load_state_dict(best[0])
