@@ -17,6 +17,7 @@ GPU also device-resident). ONNX Runtime gets 2 intra-op threads, torch 2 threads
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Callable
@@ -42,10 +43,12 @@ BATCHES = {"realtime": (1, 8), "full": (1,)}  # the full G at batch > 1 would ta
 
 
 def timing(b: Backend, x: Any, budget_s: float, sync: Callable[[], None] | None) -> list[float]:
-    """ms per call: one warm-up, then as many calls as fit in ``budget_s`` (3 to 30)."""
+    """ms per call: one warm-up, then as many calls as fit in ``budget_s`` (3 to 30; on a
+    GPU, where a call takes under a millisecond, up to 300)."""
     b.infer(x)
     out: list[float] = []
-    while len(out) < 30 and (len(out) < 3 or sum(out) < budget_s * 1e3):
+    most = 30 if sync is None else 300
+    while len(out) < most and (len(out) < 3 or sum(out) < budget_s * 1e3):
         t0 = time.perf_counter()
         b.infer(x)
         if sync:
@@ -58,13 +61,16 @@ Opener = Callable[[], Backend]
 
 
 def open_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray, batch: int,
-               gpu: bool) -> list[Opener]:
+               gpu: bool, cpu: bool = True) -> list[Opener]:
     """Every backend x precision this machine can run, for one model and batch size; each
-    is opened, timed and closed before the next (idle sessions would steal the CPU)."""
+    is opened, timed and closed before the next (idle sessions would steal the CPU).
+    ``cpu=False``: the GPU backends alone."""
     r = g.cfg.resolution
-    cases: list[Opener] = [partial(TorchBackend, g, "fp32", batch, threads=THREADS)]
-    for p in onnx:
-        cases.append(partial(OrtBackend, onnx[p], "cpu", p, r, batch, THREADS))
+    cases: list[Opener] = []
+    if cpu:
+        cases.append(partial(TorchBackend, g, "fp32", batch, threads=THREADS))
+        for p in onnx:
+            cases.append(partial(OrtBackend, onnx[p], "cpu", p, r, batch, THREADS))
     if gpu:
         cases += _gpu_cases(g, onnx, cal, batch)
     return cases
@@ -101,8 +107,17 @@ def _gpu_cases(g: Generator, onnx: dict[str, bytes], cal: np.ndarray,
     return out
 
 
+def gpu_input(b: Backend, cal: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Real conditioning images (never zeros) for a timed call: on the host, and on the
+    device for a device-resident backend (None for a CPU one)."""
+    shape = b.input_spec().shape
+    x = np.ascontiguousarray(np.resize(cal, shape).astype(np.float32))
+    dev = b.input_spec().device
+    return x, (torch.from_numpy(x).to(dev) if dev != "cpu" else None)
+
+
 def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...],
-                errors_on: int) -> list[dict[str, Any]]:
+                errors_on: int, cpu: bool = True) -> list[dict[str, Any]]:
     r = g.cfg.resolution
     cal = calibration_inputs(DEMO, r, 8 if g.cfg.variant == "realtime" else 4)
     held = cal[1::2][:errors_on]
@@ -113,7 +128,7 @@ def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...]
     onnx = {p: export_onnx(g, p, cal if p == "int8" else None) for p in precisions}
     rows: dict[str, dict[str, Any]] = {}
     for batch in BATCHES[g.cfg.variant]:
-        for opener in open_cases(g, onnx, cal, batch, gpu):
+        for opener in open_cases(g, onnx, cal, batch, gpu, cpu):
             b = opener()
             key = f"{b.name} {b.precision}"
             row = rows.setdefault(key, {"model": label, "resolution": r,
@@ -122,11 +137,18 @@ def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...]
                                         "precision": b.precision, "batches": {}})
             sync = torch.cuda.synchronize if b.input_spec().device != "cpu" else None
             x = np.zeros(b.input_spec().shape, np.float32)
+            on_dev = None
+            if sync is not None:  # host copies timed, then device-resident input/output
+                x, on_dev = gpu_input(b, cal)
             ms = np.asarray(timing(b, x, budget if batch == 1 else budget / 2, sync)) / batch
             row["batches"][batch] = {"median_ms": round(float(np.median(ms)), 3),
                                      "p95_ms": round(float(np.percentile(ms, 95)), 3),
                                      "fps": round(1e3 / float(np.median(ms)), 1),
                                      "runs": len(ms)}
+            if on_dev is not None:
+                dms = np.asarray(timing(b, on_dev, budget / 2, sync)) / batch
+                row["batches"][batch]["device_resident_median_ms"] = \
+                    round(float(np.median(dms)), 4)
             if batch == 1:
                 got = np.concatenate([np.array(b.infer(held[i:i + 1])) for i in
                                       range(len(held))])
@@ -145,13 +167,19 @@ def bench_model(label: str, g: Generator, gpu: bool, precisions: tuple[str, ...]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="real-time variant at 256 only")
+    ap.add_argument("--gpu-only", action="store_true",
+                    help="GPU backends alone, kept beside the CPU figures already measured")
     ap.add_argument("--no-readme", action="store_true", help="print; do not write results")
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
     torch.backends.cudnn.allow_tf32 = False
     gpu = torch.cuda.is_available()
+    if args.gpu_only and not gpu:
+        raise SystemExit("--gpu-only: no CUDA GPU is visible")
     t_start = time.perf_counter()
-    every = ("fp32", "fp16", "int8")
+    every: tuple[str, ...] = ("fp32", "fp16", "int8")
+    if args.gpu_only and all(unavailable(f"onnxruntime-{ep}") for ep in ("cuda", "tensorrt")):
+        every = ()  # ONNX models only feed ONNX Runtime's GPU providers here: none
     # (label, model, ONNX precisions, sketches for the error): the full G at 512 px takes
     # ~1.4 s a frame here, so it runs fp32 only to keep the whole run near 5 minutes.
     models: list[tuple[str, Callable[[], Generator], tuple[str, ...], int]] = [
@@ -170,15 +198,27 @@ def main() -> None:
     for label, make, precisions, errors_on in models:
         g = make()
         print(label, g.cfg.resolution, flush=True)
-        rows += bench_model(label, g, gpu, precisions, errors_on)
+        rows += bench_model(label, g, gpu, precisions, errors_on, cpu=not args.gpu_only)
     elapsed = time.perf_counter() - t_start
     info = machine()
     info["load_average_1m"] = round(os.getloadavg()[0], 2)
     info["gpu"] = torch.cuda.get_device_name(0) if gpu else None
-    data = {"machine": info, "threads": THREADS, "elapsed_s": round(elapsed, 1),
-            "rows": rows, "ran": RAN if not gpu else "CPU and GPU backends on this machine",
-            "not_measured": NOT_MEASURED if not gpu else []}
-    table = render(rows, info, gpu)
+    info["torch"] = torch.__version__
+    path = HERE / "results" / "generator.json"
+    old = _readable(path)
+    if args.gpu_only:
+        data = old
+        data["gpu"] = {"machine": info, "elapsed_s": round(elapsed, 1), "rows": rows,
+                       "measured": time.strftime("%Y-%m-%d %H:%M")}
+    else:
+        data = {"machine": info, "threads": THREADS, "elapsed_s": round(elapsed, 1),
+                "rows": rows, "ran": RAN if not gpu else "CPU and GPU backends on this machine",
+                "not_measured": NOT_MEASURED if not gpu else []}
+        if "gpu" in old:  # a GPU machine's figures stay until that machine measures again
+            data["gpu"] = old["gpu"]
+    table = render(data["rows"], data["machine"], data["machine"].get("gpu") is not None)
+    if "gpu" in data:
+        table += "\n\n" + render_gpu(data["gpu"])
     if args.no_readme:
         print(table)
     else:
@@ -220,6 +260,43 @@ def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool) -> str:
     missing = "".join(f"\n- not measured: {m}" for m in (NOT_MEASURED if not gpu else []))
     return "\n".join([where, "", ran + missing, "", target, "",
                       markdown_table(headers, table)])
+
+
+def _readable(path: Path) -> dict[str, Any]:
+    """An earlier results file, batch sizes back to ints (JSON keys are strings)."""
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    for rows in (data.get("rows", []), data.get("gpu", {}).get("rows", [])):
+        for row in rows:
+            row["batches"] = {int(k): v for k, v in row["batches"].items()}
+            row["best_batch"] = int(row["best_batch"])
+    return data
+
+
+def render_gpu(gpu: dict[str, Any]) -> str:
+    """The GPU rows of a ``--gpu-only`` run (another machine than the CPU table's)."""
+    info = gpu["machine"]
+    headers = ["model", "px", "backend", "precision", "b1 ms (host I/O)", "b1 ms (on GPU)",
+               "b8 ms/frame (on GPU)", "max abs err vs fp32 torch CPU"]
+    table = []
+    for row in gpu["rows"]:
+        b = row["batches"]
+        table.append([row["model"], row["resolution"], row["backend"], row["precision"],
+                      f"{b[1]['median_ms']:.3f}", f"{b[1].get('device_resident_median_ms', 0):.3f}",
+                      f"{b[8]['device_resident_median_ms']:.3f}" if 8 in b else "",
+                      f"{row['max_abs_error']:.1e}"])
+    rt = [r["batches"][1].get("device_resident_median_ms") for r in gpu["rows"]
+          if r["model"].startswith("realtime") and r["resolution"] == 256]
+    return "\n".join([
+        f"GPU ({gpu['measured']}): {info['gpu']}, torch {info['torch']}, host "
+        f"{info['cpu']} ({info['cores']} cores). Medians of up to 300 calls after a warm-up, "
+        "each call synchronized; host I/O = numpy in and out (the copies timed), on GPU = "
+        "device-resident tensors. ONNX Runtime's GPU providers and TensorRT were not "
+        "installed there.", "",
+        f"Target: real-time G at 256 px <= 0.5 ms/frame on a datacenter GPU; measured "
+        f"{', '.join(f'{v:.3f}' for v in rt if v)} ms (batch 1, device-resident, per "
+        "backend and precision).", "", markdown_table(headers, table)])
 
 
 def _random(cfg: ModelConfig) -> Generator:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _enroll import enroll_text, part_enroll, part_enroll_eval
 from _report import RESULTS, machine, markdown_table, write
 
 from avatar_cam import mesh, motion
@@ -284,7 +285,7 @@ def part_speed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 PARTS = {"megamind": part_megamind, "compare": part_compare, "demo": part_demo,
-         "speed": part_speed}
+         "speed": part_speed, "enroll": part_enroll}
 
 
 def table(data: dict[str, Any]) -> str:
@@ -357,7 +358,9 @@ def table(data: dict[str, Any]) -> str:
             text += (f" Making its input (sketch + warp render at 256, the demo identity) "
                      f"takes {sp['conditioning_ms']:.1f} ms more, on the renderer's thread.")
     first = mm[people[0]] if people else {}
-    if "projection" in first:
+    if "runs" in data.get("enroll", {}):
+        text += "\n\n" + enroll_text(data["enroll"])
+    elif "projection" in first:
         p = first["projection"]
         text += (f"\n\nDatacenter GPU: not measured (no GPU was available). Projection, "
                  f"compute-bound lower bound only: {p['train_gflop_per_image']} GFLOP per "
@@ -388,12 +391,18 @@ def main() -> None:
     p.add_argument("--compare-steps", type=int, default=100)
     p.add_argument("--compare-who", type=int, default=1, help="Megamind person to compare on")
     p.add_argument("--demo-frames", type=int, default=300)
+    p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
+    p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")
     args = p.parse_args()
     torch.set_num_threads(2)
     path = RESULTS / "quality.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     for part in filter(None, args.parts.split(",")):
         if part == "table":  # rebuild the README table from the JSON alone
+            write("quality", data, table(data))
+            continue
+        if part == "enroll-eval":  # what the enroll part trained (on a GPU), judged here
+            data["enroll"] = part_enroll_eval(data.get("enroll", {}))
             write("quality", data, table(data))
             continue
         print(f"== {part}")
@@ -403,7 +412,8 @@ def main() -> None:
             result = {k: v for k, v in old.items() if k.startswith("person")} | result
         data[part] = result
         data[part]["measured"] = time.strftime("%Y-%m-%d %H:%M")
-        data["machine"] = machine()
+        if part != "enroll":  # that part names its own machine (a GPU's host, say)
+            data["machine"] = machine()
         write("quality", data, table(data))
 
 

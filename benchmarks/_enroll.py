@@ -1,0 +1,220 @@
+"""Enrollment speed on the machine at hand (a GPU where there is one), and, back on a
+machine with MediaPipe, the held-out quality of what that machine trained. Two parts of
+quality.py:
+
+  enroll       run where the GPU is; needs no MediaPipe (the people's crops come from
+               .cache/quality/megamind-p{who}-256.npz, which the megamind part makes):
+               1. throughput of calibrate's training step (G + D with the adversarial
+                  and feature-matching terms on; bf16 autocast on CUDA) at batch 8, 16
+                  and 32: images/s with batches made as calibrate makes them, and with
+                  one batch repeated (the model alone), so the data making's share shows;
+               2. calibrate's default training (``TrainConfig()``: up to 1500 steps of 8,
+                  early stopping, checkpoints and previews every 100 steps) on each
+                  ``--who`` person's Megamind frames, timed; the generators are saved
+                  for enroll-eval;
+               3. a 60 s clip's worth of frames (the man's, repeated to 1800: time per
+                  step does not depend on what the frames show) with all 1500 steps run:
+                  the most training time a 60 s clip takes.
+  enroll-eval  the held-out figures of part 2's generators (MediaPipe for NME), and
+               prepare_clip's time per frame here (tracking, sharpness, identity,
+               crops), so a 60 s clip's enrollment = 1800 x that + part 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from _report import machine
+
+from avatar_cam.calibrate.batches import Batches, default_workers
+from avatar_cam.calibrate.dataset import Clip, photo_choice, prepare_clip, read_video, split
+from avatar_cam.calibrate.evaluate import evaluate_clip
+from avatar_cam.calibrate.train import (
+    TrainConfig,
+    cond_tensor,
+    fit,
+    new_models,
+    pick_device,
+    to_tensor,
+    train_step,
+)
+from avatar_cam.model.config import ModelConfig
+from avatar_cam.model.generator import load_generator, save_generator
+from avatar_cam.render.condition import Conditioner
+from avatar_cam.render.neural import torch_infer
+
+CFG = ModelConfig(resolution=256, condition="sketch+warp")
+CLIP_60S = 1800  # frames in 60 s at 30 fps
+
+
+def where() -> dict[str, Any]:
+    info = machine()
+    info["torch"] = torch.__version__
+    info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
+def throughput(train: Clip, reference: tuple[np.ndarray, np.ndarray], dev: torch.device,
+               batch: int, steps: int = 40, warm: int = 10) -> dict[str, float]:
+    """images/s of the training step with real batches, and with one batch repeated."""
+    tc = TrainConfig(batch=batch)
+    m = new_models(CFG, None, train, dev)
+    opt_g = torch.optim.Adam([*m.g.parameters(), m.psi], lr=tc.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*m.d.parameters(), m.w], lr=tc.lr_d, betas=(0.5, 0.999))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    out: dict[str, float] = {}
+    with Conditioner(CFG.resolution, True, reference) as cond, \
+            Batches(train, cond, reference, tc, np.random.default_rng(0),
+                    default_workers(dev.type)) as batches:
+        crops, images = batches.next()
+        fixed = cond_tensor(images, dev), to_tensor(crops, dev)
+        for mode in ("model alone", "with batches"):
+            for i in range(warm + steps):
+                if i == warm:
+                    sync()
+                    t0 = time.perf_counter()
+                if mode == "model alone":
+                    c, r = fixed
+                else:
+                    crops, images = batches.next()
+                    c, r = cond_tensor(images, dev), to_tensor(crops, dev)
+                train_step(m, opt_g, opt_d, c, r, tc, True, dev)
+            sync()
+            out[mode] = round(steps * batch / (time.perf_counter() - t0), 1)
+    return out
+
+
+def tiled(clip: Clip, n: int) -> Clip:
+    """``clip``'s frames repeated to ``n``, in time order (for timing only)."""
+    k = np.arange(n) % len(clip)
+    return Clip(clip.crops[k], clip.points[k], np.arange(n), dict(clip.stats))
+
+
+def timed_fit(clip: Clip, tc: TrainConfig, dev: torch.device, tag: str) -> dict[str, Any]:
+    from quality import CACHE
+
+    train, val, test = split(clip)
+    k = photo_choice(clip.points)
+    work = CACHE / f"work-enroll-{tag}"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    res = fit(CFG, train, val, tc, device=str(dev), work=work,
+              reference=(clip.crops[k], clip.points[k]), progress=False, log=print)
+    wall = time.perf_counter() - t0
+    shutil.rmtree(work, ignore_errors=True)
+    save_generator(res.generator, CACHE / f"enroll-{tag}.safetensors", {"person": tag})
+    return {"wall_s": round(wall, 1), "train_s": round(res.seconds, 1), "steps": res.steps_run,
+            "best_step": res.best_step, "best_val_ssim": round(res.best_val_ssim, 4),
+            "stopped_early": res.stopped_early, "batch": tc.batch,
+            "images_per_s": round(res.steps_run * tc.batch / res.seconds, 1),
+            "split": {"train": len(train), "val": len(val), "held_out": len(test)},
+            "photo_frame": int(clip.index[k])}
+
+
+def part_enroll(args: argparse.Namespace) -> dict[str, Any]:
+    from quality import megamind_clip
+
+    dev = pick_device(args.device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
+    out: dict[str, Any] = {"machine": where(), "device": str(dev),
+                           "workers": default_workers(dev.type), "runs": {}}
+    man, why = megamind_clip(256, 1)
+    if man is None:
+        return {"skipped": why}
+    train = split(man)[0]
+    k = photo_choice(man.points)
+    ref = (man.crops[k], man.points[k])
+    short = args.enroll_steps is not None  # a smoke run: few steps everywhere
+    steps = {} if not short else {"steps": args.enroll_steps}
+    out["throughput"] = {b: throughput(train, ref, dev, b, *((2, 1) if short else ()))
+                         for b in (8, 16, 32)}
+    print("throughput (images/s):", out["throughput"], flush=True)
+    for who in (int(w) for w in args.who.split(",")):
+        clip, why = megamind_clip(256, who)
+        if clip is not None:
+            out["runs"][f"person{who}"] = timed_fit(clip, TrainConfig(**steps), dev,
+                                                  f"p{who}")
+            print(f"person {who}:", out["runs"][f"person{who}"], flush=True)
+    long = timed_fit(tiled(man, CLIP_60S), TrainConfig(patience=10**9, **steps), dev, "60s")
+    out["runs"]["60s"] = long
+    print("60 s clip:", long, flush=True)
+    return out
+
+
+def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
+    """Adds held-out figures to ``data`` (an enroll part's result) for each person run
+    whose generator is in the cache, and this machine's prepare_clip time per frame."""
+    from quality import CACHE, fetch_megamind, megamind_clip
+
+    from avatar_cam.tracking import MediaPipeTracker
+
+    torch.set_num_threads(2)
+    for key, run in data.get("runs", {}).items():
+        path = CACHE / f"enroll-p{key[len('person'):]}.safetensors"
+        if not key.startswith("person") or not path.is_file():
+            continue
+        clip, _ = megamind_clip(256, int(key[len("person"):]))
+        assert clip is not None
+        test = split(clip)[2]
+        k = photo_choice(clip.points)
+        g = load_generator(path)[0]
+        with Conditioner(256, True, (clip.crops[k], clip.points[k])) as c:
+            rep = evaluate_clip(torch_infer(g), test, conditioner=c)
+        run["held_out"] = {f: rep[f] for f in ("ssim", "psnr", "ms_ssim", "nme", "face_found")}
+        print(key, run["held_out"], flush=True)
+    video, why = fetch_megamind()
+    if video is not None:
+        t0 = time.perf_counter()
+        with MediaPipeTracker(smoothing=None) as tracker:
+            clip = prepare_clip(read_video(video), tracker.track, 256, "Megamind.avi")[0]
+        per = (time.perf_counter() - t0) / clip.stats["frames"]
+        data["prepare"] = {"ms_per_frame": round(per * 1e3, 1), "machine": machine(),
+                           "frames": clip.stats["frames"]}
+    return data
+
+
+def enroll_text(e: dict[str, Any]) -> str:
+    """The README paragraph for the enroll and enroll-eval parts."""
+    m = e["machine"]
+    dev = m["gpu"] or m["cpu"]
+    tp = e["throughput"]
+    sizes = sorted(tp, key=int)
+    text = (f"Enrollment speed, measured {e.get('measured', '?')} on {dev} (torch {m['torch']}"
+            f"{', bf16 autocast' if m['gpu'] else ''}; batches made by {e['workers']} worker "
+            f"processes on its {m['cores']}-core host). Training step (G + D), images/s at "
+            f"batch {'/'.join(str(b) for b in sizes)}: "
+            f"{'/'.join(str(tp[b]['with batches']) for b in sizes)} as calibrate feeds it, "
+            f"{'/'.join(str(tp[b]['model alone']) for b in sizes)} with one batch repeated "
+            "(the model alone). The issue's U-Net baseline: ~830 images/s at 256 px on an "
+            "H200 (bf16).")
+    for key, run in e["runs"].items():
+        if key.startswith("person"):
+            from quality import WHO
+
+            who = WHO.get(int(key[len("person"):]), key)
+            h = run.get("held_out")
+            judged = (f"; held-out SSIM {h['ssim']:.3f} / {h['psnr']:.1f} dB, NME "
+                      f"{h['nme']:.3f}" if h else "")
+            text += (f" calibrate's default training on the Megamind {who}: "
+                     f"{run['wall_s']:.0f} s for {run['steps']} steps of {run['batch']} "
+                     f"(best {run['best_step']}{judged}).")
+    long = e["runs"].get("60s")
+    prep = e.get("prepare")
+    if long:
+        text += (f" A 60 s clip's worth of frames ({long['split']['train']} train, "
+                 f"{long['split']['val']} validation), all {long['steps']} steps: "
+                 f"{long['wall_s']:.0f} s of training.")
+    if long and prep:
+        total = CLIP_60S * prep["ms_per_frame"] / 1e3 + long["wall_s"]
+        text += (f" Preparing the frames (MediaPipe tracking, sharpness, identity, crops) "
+                 f"took {prep['ms_per_frame']:.1f} ms a frame on {prep['machine']['cpu']} "
+                 f"({prep['machine']['cores']} cores): {CLIP_60S} frames in "
+                 f"{CLIP_60S * prep['ms_per_frame'] / 1e3:.0f} s. A 60 s clip therefore "
+                 f"enrolls in about {total:.0f} s (target <= 180 s), tracking on that CPU "
+                 "and training on the GPU.")
+    return text
