@@ -169,6 +169,16 @@ def test_ssim_agrees_with_scikit_image(astronaut: np.ndarray) -> None:
     assert float(losses.ms_ssim(ta, ta)) == pytest.approx(1.0, abs=1e-5)
     assert float(losses.ms_ssim(ta, tb)) < 0.99
     assert losses.ms_scales(256) == 5 and losses.ms_scales(64) == 3
+    # Training on CUDA runs under bf16 autocast; SSIM must stay float32 inside it (its
+    # variances are differences of near-equal means). CPU autocast casts convs alike.
+    big_a = torch.from_numpy(astronaut[:256, :256].astype(np.float32) / 127.5 - 1)
+    big_a = big_a.permute(2, 0, 1)[None]
+    big_b = (big_a + torch.from_numpy(rng.normal(0, 0.1, big_a.shape).astype(np.float32)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ms_amp, s_amp = losses.ms_ssim(big_a, big_b), losses.ssim(big_a, big_b)
+    assert ms_amp.dtype == torch.float32
+    assert float(ms_amp) == pytest.approx(float(losses.ms_ssim(big_a, big_b)), abs=1e-6)
+    assert float(s_amp) == pytest.approx(float(losses.ssim(big_a, big_b)), abs=1e-6)
 
 
 def test_losses_have_the_right_signs() -> None:

@@ -7,6 +7,8 @@ Images here are (B, 3, H, W) in [-1, 1]; SSIM works on [0, 1] with the usual
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +35,20 @@ def _blur(x: Tensor, g: Tensor) -> Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, WINDOW), groups=c)
 
 
+def float32(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Run ``fn`` in float32 even inside a bf16/fp16 autocast region: SSIM's variances
+    are differences of near-equal means (E[x^2] - E[x]^2), which bf16's 8-bit mantissa
+    turns into noise (MS-SSIM 0.95 for 0.99 on the same pair), and training on that
+    noise wrecks the generator."""
+
+    @functools.wraps(fn)
+    def run(a: Tensor, b: Tensor) -> Tensor:
+        with torch.autocast(a.device.type, enabled=False):
+            return fn(a.float(), b.float())
+
+    return run
+
+
 def _ssim_parts(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Per-image SSIM and contrast-structure means, (B,) each; a, b in [0, 1]."""
     c = a.shape[1]
@@ -48,6 +64,7 @@ def to_unit(x: Tensor) -> Tensor:
     return ((x.float() + 1) * 0.5).clamp(0, 1)
 
 
+@float32
 def ssim(a: Tensor, b: Tensor) -> Tensor:
     """SSIM per image (B,) of [-1, 1] images."""
     return _ssim_parts(to_unit(a), to_unit(b))[0]
@@ -61,6 +78,7 @@ def ms_scales(size: int) -> int:
     return n
 
 
+@float32
 def ms_ssim(a: Tensor, b: Tensor) -> Tensor:
     """Multi-scale SSIM per image (B,) of [-1, 1] images (fewer scales on small images)."""
     x, y = to_unit(a), to_unit(b)
