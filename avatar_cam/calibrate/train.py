@@ -245,7 +245,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
                 else:
                     state["bad_evals"] += 1
                 log(f"step {state['step']}: val SSIM {vs:.4f} (best {state['best_val_ssim']:.4f}"
-                    f" at {state['best_step']})")
+                    f" at {state['best_step']}), {logs['seconds']:.0f} s")
                 if state["bad_evals"] >= tc.patience:
                     stopped = True
             if work is not None and state["step"] % tc.preview_every == 0:
@@ -272,6 +272,10 @@ def train_step(m: Models, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optim
                perc: losses.Perceptual | None = None) -> dict[str, float]:
     """One G step (and one D step when ``adv``); returns the loss values."""
     b = len(cond)
+    # D's own gradients from G's loss would be thrown away (opt_d.zero_grad below): not
+    # computing them skips D's weight-gradient kernels, the same result for less work.
+    m.d.requires_grad_(False)
+    m.w.requires_grad_(False)
     with autocast(dev):
         fake = m.g(cond, m.psi.expand(b, -1)).float()
         l1 = (fake - real).abs().mean()
@@ -296,6 +300,8 @@ def train_step(m: Models, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optim
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
+    m.d.requires_grad_(True)
+    m.w.requires_grad_(True)
     if adv:
         with autocast(dev):
             w = m.w.expand(b, -1)
