@@ -170,7 +170,13 @@ def main() -> None:
     ap.add_argument("--gpu-only", action="store_true",
                     help="GPU backends alone, kept beside the CPU figures already measured")
     ap.add_argument("--no-readme", action="store_true", help="print; do not write results")
+    ap.add_argument("--table-only", action="store_true",
+                    help="rebuild the README table from results/generator.json alone")
     args = ap.parse_args()
+    if args.table_only:
+        data = _readable(HERE / "results" / "generator.json")
+        write("generator", data, _tables(data))
+        return
     torch.set_num_threads(THREADS)
     torch.backends.cudnn.allow_tf32 = False
     gpu = torch.cuda.is_available()
@@ -216,9 +222,7 @@ def main() -> None:
                 "not_measured": NOT_MEASURED if not gpu else []}
         if "gpu" in old:  # a GPU machine's figures stay until that machine measures again
             data["gpu"] = old["gpu"]
-    table = render(data["rows"], data["machine"], data["machine"].get("gpu") is not None)
-    if "gpu" in data:
-        table += "\n\n" + render_gpu(data["gpu"])
+    table = _tables(data)
     if args.no_readme:
         print(table)
     else:
@@ -260,6 +264,11 @@ def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool) -> str:
     missing = "".join(f"\n- not measured: {m}" for m in (NOT_MEASURED if not gpu else []))
     return "\n".join([where, "", ran + missing, "", target, "",
                       markdown_table(headers, table)])
+
+
+def _tables(data: dict[str, Any]) -> str:
+    table = render(data["rows"], data["machine"], data["machine"].get("gpu") is not None)
+    return table + ("\n\n" + render_gpu(data["gpu"]) if "gpu" in data else "")
 
 
 def _readable(path: Path) -> dict[str, Any]:
