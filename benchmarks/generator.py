@@ -239,7 +239,9 @@ NOT_MEASURED = [
 ]
 
 
-def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool) -> str:
+def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool,
+           elsewhere: bool = False) -> str:
+    """The CPU run's table; ``elsewhere``: GPU rows from another machine follow it."""
     headers = ["model", "px", "GMAC", "backend", "precision", "b1 median ms", "b1 p95 ms",
                "b1 fps", "best batch", "fps at best", "max abs err vs fp32 torch"]
     table = []
@@ -261,13 +263,15 @@ def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool) -> str:
              "1 and 8, full-size 1; ms are per frame. The full-size G at 512 px ran fp32 only "
              "(1.4 s a frame here).")
     ran = f"Ran: {RAN if not gpu else 'all backends available on this machine'}."
-    missing = "".join(f"\n- not measured: {m}" for m in (NOT_MEASURED if not gpu else []))
+    missing = "".join(f"\n- not measured: {m}" for m in (NOT_MEASURED if not gpu else [])
+                      if not (elsewhere and m.startswith("GPU backends")))
     return "\n".join([where, "", ran + missing, "", target, "",
                       markdown_table(headers, table)])
 
 
 def _tables(data: dict[str, Any]) -> str:
-    table = render(data["rows"], data["machine"], data["machine"].get("gpu") is not None)
+    table = render(data["rows"], data["machine"], data["machine"].get("gpu") is not None,
+                   "gpu" in data)
     return table + ("\n\n" + render_gpu(data["gpu"]) if "gpu" in data else "")
 
 
