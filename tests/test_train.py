@@ -108,6 +108,14 @@ def test_batch_workers_train_exactly_as_inline(clip64: Clip) -> None:
         {**h, "seconds": runs[0].history[i]["seconds"]} for i, h in enumerate(runs[1].history)]
 
 
+def test_calibrate_workers_option() -> None:
+    base = ["calibrate", "x", "--video", "a.mp4"]
+    assert commands.train_config(_parse(base)).workers is None  # auto: by device
+    assert commands.train_config(_parse([*base, "--workers", "3"])).workers == 3
+    with pytest.raises(SystemExit):
+        _parse([*base, "--workers", "-1"])
+
+
 def replace_steps(tc: TrainConfig, steps: int) -> TrainConfig:
     from dataclasses import replace
 

@@ -51,6 +51,9 @@ def add_parsers(sub: Any) -> None:
     cal.add_argument("--no-train", action="store_true",
                      help="photos only: enroll for the warp renderer, train nothing")
     _train_args(cal)
+    cal.add_argument("--workers", type=int_in(0, 64, "--workers"), metavar="N",
+                     help="processes that make training batches (default: none on a CPU, "
+                          "the cores but one, up to 8, on a GPU)")
     cal.add_argument("--renders", type=POSITIVE, default=400,
                      help="photos: warp renders to train on (400)")
     cal.add_argument("--init", type=Path, help="meta-learned checkpoint from `metatrain`")
@@ -114,7 +117,7 @@ def train_config(args: argparse.Namespace) -> Any:
     return TrainConfig(steps=args.steps, batch=args.batch, eval_every=args.eval_every,
                        patience=args.patience, preview_every=args.preview_every,
                        checkpoint_every=args.preview_every, adv_start=args.adv_start,
-                       seed=args.seed)
+                       seed=args.seed, workers=getattr(args, "workers", None))
 
 
 def _record(camera: str, seconds: float, folder: Path,
