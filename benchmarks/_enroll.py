@@ -176,7 +176,8 @@ def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
         g = load_generator(path)[0]
         with Conditioner(256, True, (clip.crops[k], clip.points[k])) as c:
             rep = evaluate_clip(torch_infer(g), test, conditioner=c)
-        run["held_out"] = {f: rep[f] for f in ("ssim", "psnr", "ms_ssim", "nme", "face_found")}
+        run["held_out"] = {f: rep[f] for f in ("ssim", "psnr", "ms_ssim", "nme", "face_found",
+                                               "ssim_face", "ssim_outside")}
         print(key, run["held_out"], flush=True)
     video, why = fetch_megamind()
     if video is not None:
@@ -212,6 +213,8 @@ def enroll_text(e: dict[str, Any]) -> str:
             h = run.get("held_out")
             judged = (f"; held-out SSIM {h['ssim']:.3f} / {h['psnr']:.1f} dB, NME "
                       f"{h['nme']:.3f}" if h else "")
+            if h and "ssim_face" in h:
+                judged += f", SSIM face / rest {h['ssim_face']:.3f} / {h['ssim_outside']:.3f}"
             text += (f" calibrate's default training on the Megamind {who}: "
                      f"{run['train_s']:.0f} s of training ({run['wall_s']:.0f} s with "
                      f"starting the workers and saving) for {run['steps']} steps of "

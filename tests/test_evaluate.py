@@ -12,7 +12,7 @@ import pytest
 
 from avatar_cam.calibrate import commands
 from avatar_cam.calibrate.dataset import Clip
-from avatar_cam.calibrate.evaluate import evaluate_clip, nme
+from avatar_cam.calibrate.evaluate import evaluate_clip, face_mask, nme
 from avatar_cam.errors import ModelError, PersonError
 from avatar_cam.footage import Footage
 from avatar_cam.person import load_person
@@ -87,6 +87,20 @@ def test_metrics_are_right_on_known_inputs() -> None:
     assert report["ssim"] == pytest.approx(1.0) and report["psnr"] > 90
     assert report["temporal"]["ratio"] == pytest.approx(1.0)
     assert report["face_found"] == 0.0 and report["nme"] is None  # noise has no face
+    assert report["ssim_face"] == pytest.approx(1.0) and report["ssim_outside"] == \
+        pytest.approx(1.0)
+    # An imperfect generator: whole-crop SSIM is the area-weighted mean of the face part
+    # (the landmarks' hull, here the triangle 0,0 - 10,20 - 30,20) and the rest.
+    one = clip.take(slice(0, 1))
+    blurred = cv2.GaussianBlur(crops[0], (5, 5), 0)
+    blurred[:20, :30] = crops[0][:20, :30]  # the face's corner exact, the rest blurred
+    rep = evaluate_clip(lambda _sketch: blurred, one)
+    inside = face_mask(pts, 64)
+    area = inside.mean()
+    assert 0.05 < area < 0.5
+    assert rep["ssim_face"] > rep["ssim_outside"]
+    assert rep["ssim"] == pytest.approx(area * rep["ssim_face"]
+                                        + (1 - area) * rep["ssim_outside"], abs=1e-5)
 
 
 def test_evaluate_without_a_generator(home: Path) -> None:

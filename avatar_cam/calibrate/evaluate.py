@@ -63,12 +63,17 @@ def evaluate_clip(infer: Infer, clip: Clip, rows: int = 4, png: Path | None = No
     gen = np.stack(gens)
     mse = ((gen.astype(np.float64) - clip.crops.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
     psnr = [10 * math.log10(255.0**2 / max(m, 1e-10)) for m in mse]
-    ssim, msssim = [], []
+    ssim, msssim, face, outside = [], [], [], []
     with torch.no_grad():
         for a in range(0, len(gen), 16):
             g, t = to_tensor(gen[a:a + 16]), to_tensor(clip.crops[a:a + 16])
             ssim += losses.ssim(g, t).tolist()
             msssim += losses.ms_ssim(g, t).tolist()
+            for m, pts in zip(losses.ssim_map(g, t).numpy(), clip.points[a:a + 16],
+                              strict=True):
+                inside = face_mask(pts, r)
+                face.append(float(m[inside].mean()) if inside.any() else math.nan)
+                outside.append(float(m[~inside].mean()) if (~inside).any() else math.nan)
     errs, errs_real = [], []
     with MediaPipeTracker(static=True, smoothing=None) as tracker:
         for i in range(len(gen)):
@@ -96,12 +101,24 @@ def evaluate_clip(infer: Infer, clip: Clip, rows: int = 4, png: Path | None = No
         "frames": len(gen), "resolution": r,
         "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)),
         "ms_ssim": float(np.mean(msssim)),
+        # SSIM split by where it is lost: inside the face (the landmarks' hull, what the
+        # landmarks drive) and outside it (hair, neck, background: what they cannot).
+        "ssim_face": float(np.nanmean(face)), "ssim_outside": float(np.nanmean(outside)),
         "nme": float(np.mean(errs)) if errs else None,  # None: no face found at all
         "face_found": len(errs) / len(gen),
         "nme_real": float(np.mean(errs_real)) if errs_real else None,
         "temporal": temporal,
         "render_ms": float(np.median(times[1:] if len(times) > 1 else times)),
     }
+
+
+def face_mask(points: np.ndarray, resolution: int) -> np.ndarray:
+    """(R - 10, R - 10) bool: the landmarks' convex hull, on ``losses.ssim_map``'s grid."""
+    mask = np.zeros((resolution, resolution), np.uint8)
+    hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, (1,))
+    h = losses.WINDOW // 2
+    return mask[h:resolution - h, h:resolution - h].astype(bool)
 
 
 def evaluate_person(name: str, video: Path | None = None, png: Path | None = None,

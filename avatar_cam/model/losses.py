@@ -49,15 +49,21 @@ def float32(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor]
     return run
 
 
-def _ssim_parts(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-image SSIM and contrast-structure means, (B,) each; a, b in [0, 1]."""
+def _ssim_maps(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """SSIM and contrast-structure maps (B, C, H - 10, W - 10); a, b in [0, 1]."""
     c = a.shape[1]
     maps = _blur(torch.cat([a, b, a * a, b * b, a * b], 1), _gauss(a.device))
     mu_a, mu_b, eaa, ebb, eab = maps.split(c, 1)
     saa, sbb, sab = eaa - mu_a**2, ebb - mu_b**2, eab - mu_a * mu_b
     cs = (2 * sab + C2) / (saa + sbb + C2)
     lum = (2 * mu_a * mu_b + C1) / (mu_a**2 + mu_b**2 + C1)
-    return (lum * cs).mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
+    return lum * cs, cs
+
+
+def _ssim_parts(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image SSIM and contrast-structure means, (B,) each; a, b in [0, 1]."""
+    s, cs = _ssim_maps(a, b)
+    return s.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
 
 
 def to_unit(x: Tensor) -> Tensor:
@@ -68,6 +74,13 @@ def to_unit(x: Tensor) -> Tensor:
 def ssim(a: Tensor, b: Tensor) -> Tensor:
     """SSIM per image (B,) of [-1, 1] images."""
     return _ssim_parts(to_unit(a), to_unit(b))[0]
+
+
+@float32
+def ssim_map(a: Tensor, b: Tensor) -> Tensor:
+    """Per-pixel SSIM (B, H - 10, W - 10), channels averaged, of [-1, 1] images: pixel
+    (i, j) is the window centred on (i + 5, j + 5). Its mean is ``ssim``."""
+    return _ssim_maps(to_unit(a), to_unit(b))[0].mean(1)
 
 
 def ms_scales(size: int) -> int:
