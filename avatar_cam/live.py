@@ -75,19 +75,31 @@ def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,
 
 def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOptions,
                    on_frame: Callable[[AvatarFrame], None] | None = None) -> Pipeline:
-    """Wire every stage for ``person``; the caller runs it (and it closes nothing itself)."""
+    """Wire every stage for ``person``; the caller runs it (and it closes nothing itself).
+    The renderer opens first: a person without the model asked for is the likeliest
+    error, and it is reported before MediaPipe starts (and logs over it). Stages opened
+    before a failure are closed."""
     from .tracking import MediaPipeTracker
 
-    tracker = MediaPipeTracker() if opts.track else None
-    adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
-    renderer = open_renderer(person, opts)
-    layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
-                         opts.out_size, opts.background)
-    compositor = Compositor(layout, label=label_for(opts),
-                            **watermark_for(person, opts.out_size))
-    sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
-    return Pipeline(source, tracker, adapter, renderer, compositor, sink,  # type: ignore[arg-type]
-                    fps=opts.fps, frames=opts.frames, pace=opts.pace, on_frame=on_frame)
+    opened: list[Any] = [open_renderer(person, opts)]
+    try:
+        tracker = MediaPipeTracker() if opts.track else None
+        opened.append(tracker)
+        adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
+        layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
+                             opts.out_size, opts.background)
+        compositor = Compositor(layout, label=label_for(opts),
+                                **watermark_for(person, opts.out_size))
+        opened.append(compositor)
+        sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
+    except BaseException:
+        for stage in reversed(opened):
+            if stage is not None:
+                stage.close()
+        raise
+    return Pipeline(source, tracker, adapter, opened[0], compositor,  # type: ignore[arg-type]
+                    sink, fps=opts.fps, frames=opts.frames, pace=opts.pace,
+                    on_frame=on_frame)
 
 
 def renderer_kind(person: Person, requested: str) -> str:

@@ -27,7 +27,10 @@ def _cli(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
 def _one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("avatar-cam: error:")]
+    # MediaPipe's native threads write to stderr on their own (TFLite's "INFO: ..."), so
+    # a line may carry a prefix of theirs: look for ours anywhere in the line.
+    errors = [ln[ln.index("avatar-cam: error:"):] for ln in proc.stderr.splitlines()
+              if "avatar-cam: error:" in ln]
     assert len(errors) == 1, proc.stderr
     for w in words:
         assert w in errors[0], errors[0]
