@@ -54,3 +54,12 @@ def inter_ocular(points: np.ndarray) -> float:
     """Distance between the outer eye corners of (478, >=2) points, in their units."""
     p = np.asarray(points, dtype=np.float64)
     return float(np.linalg.norm(p[RIGHT_EYE_OUTER, :2] - p[LEFT_EYE_OUTER, :2]))
+
+
+def eye_opening(points: np.ndarray) -> float:
+    """Mean over both eyes of the lid gap (mid upper to mid lower lid) over the eye's
+    width: about 0.3 for open eyes, under 0.1 for closed ones."""
+    p = np.asarray(points, dtype=np.float64)[:, :2]
+    gap = np.linalg.norm(p[[159, 386]] - p[[145, 374]], axis=1)
+    width = np.linalg.norm(p[[33, 263]] - p[[133, 362]], axis=1)
+    return float((gap / np.maximum(width, 1e-6)).mean())

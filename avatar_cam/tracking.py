@@ -1,4 +1,6 @@
-"""Face tracking: MediaPipe face mesh (478 points) plus One Euro smoothing.
+"""Face tracking: MediaPipe face mesh (478 points) plus One Euro smoothing; and
+``HandFinder``, MediaPipe's hand model (shipped in its wheel), which says whether a hand
+covers a face (enrollment must not take such a frame as the person's photo).
 
 mediapipe is imported only here, and only when a tracker is built, so importing this
 module stays cheap for code that only needs the filter.
@@ -252,4 +254,50 @@ class MediaPipeTracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+
+class HandFinder:
+    """``covers(image, face points)``: does a hand lie over the face? MediaPipe Hands (lite
+    model, each image on its own) finds hands; a hand covers the face when at least
+    ``min_points`` of its 21 points fall inside the face oval. MediaPipe's face mesh finds
+    all 478 points under a hand over the mouth, so the mesh cannot tell."""
+
+    def __init__(self, min_points: int = 3, min_detection_confidence: float = 0.5) -> None:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        import mediapipe as mp
+
+        from .mesh import FACE_OVAL
+
+        self.min_points = min_points
+        self._oval = np.array(FACE_OVAL[:-1], dtype=np.intp)
+        self._hands: Any = mp.solutions.hands.Hands(
+            static_image_mode=True, max_num_hands=2, model_complexity=0,
+            min_detection_confidence=min_detection_confidence)
+
+    def covers(self, image: np.ndarray, face: np.ndarray) -> bool:
+        """(H, W, 3) uint8 BGR image and its face's (478, >=2) landmarks in pixels."""
+        image = check_image(image)
+        if self._hands is None:
+            raise RuntimeError("HandFinder is closed")
+        h, w = image.shape[:2]
+        result = self._hands.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        oval = np.ascontiguousarray(face[self._oval, :2], dtype=np.float32)
+        for hand in getattr(result, "multi_hand_landmarks", None) or []:
+            inside = sum(cv2.pointPolygonTest(oval, (p.x * w, p.y * h), False) >= 0
+                         for p in hand.landmark)
+            if inside >= self.min_points:
+                return True
+        return False
+
+    def close(self) -> None:
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
+
+    def __enter__(self) -> HandFinder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()

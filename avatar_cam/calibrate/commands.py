@@ -188,8 +188,8 @@ def _check_liveness(cap: Any, check: Any, camera: str) -> None:
 
 def calibrate(args: argparse.Namespace) -> int:
     """`avatar-cam calibrate`: data -> training -> calibration/NAME, atomically."""
-    from ..tracking import MediaPipeTracker
-    from .dataset import prepare_clip, read_video, split, widen_photos
+    from ..tracking import HandFinder, MediaPipeTracker
+    from .dataset import photo_index, prepare_clip, read_video, split, widen_photos
     from .ingest import enroll_photos
     from .train import fit
 
@@ -232,14 +232,18 @@ def calibrate(args: argparse.Namespace) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             video = args.video or _record(args.camera, args.seconds, Path(tmp))
-            with MediaPipeTracker(smoothing=None) as tracker:
+            with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
                 clip, affine, photo = prepare_clip(read_video(video), tracker.track,
-                                                   cfg.resolution, str(video), args.who)
+                                                   cfg.resolution, str(video), args.who,
+                                                   covered=hands.covers)
         if clip.stats["people"] > 1:
             log.warning("%s shows %d people; training on person %d (%d frames), leaving out "
                         "%d frames of the others (--who picks another)", video,
                         clip.stats["people"], args.who, len(clip), clip.stats["other_people"])
-        i = int(np.flatnonzero(clip.index == clip.stats["photo_frame"])[0])
+        if clip.stats["photo_passed_over"]:
+            log.info("photo: frame %d (passed over %d more frontal ones with a hand over "
+                     "the face)", clip.stats["photo_frame"], clip.stats["photo_passed_over"])
+        i = photo_index(clip)
         person = Person(name, person_dir(name, root), photo, clip.crops[i], clip.points[i],
                         affine, {"created": _now(), "sources": [Path(video).name],
                                  "warp_source": f"frame {clip.stats['photo_frame']}",

@@ -23,7 +23,8 @@ test frame in training); of the frames before it every ``1 / val``-th one valida
 (early stopping) and the rest train. Interleaved, not a block before the held-out
 slice: a block there would take the shot the held-out slice continues out of training
 (on the Megamind clip it held out the only frames of the second character's last shot).
-The person's photo (the warp source) is the most frontal face before the held-out slice.
+The person's photo (the warp source) is a frame before the held-out slice: the most
+frontal, closed-mouthed face with open eyes and no hand over it (``photo``).
 Training frames beyond ``max_frames`` are thinned by farthest-point sampling on
 normalized landmarks, which keeps the rare poses and expressions.
 
@@ -49,6 +50,7 @@ from ..person import Person
 from ..types import Frame, Landmarks
 from .identity import colours, people
 from .ingest import Track, crop_box
+from .photo import CANDIDATES, Covered, choose, ranking, to_check
 
 BLUR_RATIO = 0.35  # below this share of the clip's median sharpness a frame is "blurred"
 MIN_FRAMES = 12  # fewer usable frames than this cannot train anything
@@ -137,10 +139,14 @@ def crop_image(image: np.ndarray, crop_to_frame: np.ndarray, resolution: int) ->
 
 
 def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resolution: int,
-                 what: str = "the clip", who: int = 0) -> tuple[Clip, np.ndarray, np.ndarray]:
+                 what: str = "the clip", who: int = 0, covered: Covered | None = None
+                 ) -> tuple[Clip, np.ndarray, np.ndarray]:
     """Track, filter and crop a clip. Returns (clip in time order, the crop_to_frame (2, 3)
-    affine of the most frontal usable face, and that full frame: the person's photo).
-    ``who``: which of the clip's people to keep (``identity.people``: 0 = most frames)."""
+    affine of the person's photo, and that full frame; see ``photo``).
+    ``who``: which of the clip's people to keep (``identity.people``: 0 = most frames).
+    ``covered(image, face points)``: is a hand over that face (``tracking.HandFinder``);
+    without it the photo is chosen from the landmarks alone. ``stats["photo_passed_over"]``
+    counts better-ranked frames it turned down."""
     found: list[tuple[int, np.ndarray, float, np.ndarray]] = []
     total = 0
     frame_size = (0, 0)
@@ -174,21 +180,32 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     affines = {n: box_affine(b[0], b[1], b[2], resolution)
                for (n, _), b in zip(usable, boxes, strict=True)}
     keep = {n: p for n, p in usable}
-    best = usable[photo_choice(np.stack([p for _, p in usable]))][0]
+    ranked = [usable[i][0] for i in ranking(np.stack([p for _, p in usable]),
+                                            len(usable) - held_count(len(usable)))]
+    want = to_check(ranked[:CANDIDATES], set(keep)) if covered is not None else {ranked[0]}
     crops, points, index = [], [], []
-    photo = None
+    images: dict[int, np.ndarray] = {}
     for n, image in enumerate(frames()):
         if n in keep:
             crops.append(crop_image(image, affines[n], resolution))
             points.append(to_crop(keep[n], affines[n]))
             index.append(n)
-        if n == best:
-            photo = image.copy()
-    if photo is None or len(crops) != len(usable):
+        if n in want:
+            images[n] = image.copy()
+    if len(images) != len(want) or len(crops) != len(usable):
         raise VideoError(f"{what} changed while it was read", "use a finished video file")
+
+    def fetch(wanted: set[int]) -> dict[int, np.ndarray]:  # one more read, kept small
+        if wanted <= set(images):
+            return images
+        return {n: image for n, image in enumerate(frames()) if n in wanted}
+
+    best, hands = choose(ranked, keep, covered, fetch) if covered is not None \
+        else (ranked[0], 0)
+    photo = fetch({best})[best]
     stats = {"frames": total, "with_face": len(found), "blurred": len(found) - len(sharp),
              "people": n_people, "other_people": len(sharp) - len(usable),
-             "usable": len(usable), "photo_frame": int(best)}
+             "usable": len(usable), "photo_frame": int(best), "photo_passed_over": hands}
     clip = Clip(np.stack(crops), np.stack(points), np.array(index, np.int32), stats)
     return clip, affines[best], photo
 
@@ -220,18 +237,18 @@ def inside(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def photo_choice(points: np.ndarray) -> int:
-    """Index of the person's photo among a clip's (N, 478, 3) landmarks in time order: the
-    most frontal, closed-mouthed face before the held-out slice (never a held-out frame)."""
-    before = len(points) - held_count(len(points))
-    return int(np.argmin([_frontality(p) for p in points[:before]]))
+    """Index of the best-ranked photo among a clip's (N, 478, 3) landmarks in time order
+    by the landmarks alone (``photo.ranking``; never a held-out frame)."""
+    return int(ranking(points, len(points) - held_count(len(points)))[0])
 
 
-def _frontality(points: np.ndarray) -> float:
-    mid = (points[mesh.RIGHT_EYE_OUTER, :2] + points[mesh.LEFT_EYE_OUTER, :2]) / 2
-    mouth = float(np.linalg.norm(points[mesh.UPPER_LIP_INNER_MID, :2]
-                                 - points[mesh.LOWER_LIP_INNER_MID, :2]))
-    iod = max(mesh.inter_ocular(points), 1e-6)
-    return float(abs(points[mesh.NOSE_TIP, 0] - mid[0]) / iod + mouth / iod)
+def photo_index(clip: Clip) -> int:
+    """Index into ``clip`` of the photo ``prepare_clip`` chose (``stats["photo_frame"]``)."""
+    at = np.flatnonzero(clip.index == clip.stats.get("photo_frame", -1))
+    if not len(at):
+        raise VideoError("the prepared clip does not hold its photo frame",
+                         "prepare the clip again")
+    return int(at[0])
 
 
 def diverse(points: np.ndarray, count: int) -> np.ndarray:
