@@ -169,7 +169,7 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
             lb.stop()
             await asyncio.gather(*runs)
 
-    first = asyncio.run(session(share=True, seconds=30.0))
+    first = asyncio.run(session(share=True, seconds=90.0))
     model_digest = next(x.manifest.digest for x in first["bundles"] if x.manifest.kind == "model")
     assert first["a"]["remote_model"] == model_digest
     assert first["a"]["model_received"] == 1 and first["a"]["basis_received"] == 1
@@ -201,7 +201,7 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
     mark = detect(end)
     assert mark.found and mark.fingerprint == model_fingerprint(folder)
     # A second call: the model is cached by hash, nothing crosses again.
-    second = asyncio.run(session(share=True, seconds=30.0))
+    second = asyncio.run(session(share=True, seconds=90.0))
     assert second["a"].get("model_from_cache") == 1 and second["a"].get("basis_from_cache") == 1
     assert "model_received" not in second["a"]
 
