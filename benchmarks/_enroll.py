@@ -33,7 +33,7 @@ import torch
 from _report import machine
 
 from avatar_cam.calibrate.batches import Batches, default_workers
-from avatar_cam.calibrate.dataset import Clip, photo_choice, prepare_clip, read_video, split
+from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
 from avatar_cam.calibrate.train import (
     TrainConfig,
@@ -108,7 +108,7 @@ def timed_fit(clip: Clip, tc: TrainConfig, dev: torch.device, tag: str) -> dict[
     from quality import CACHE
 
     train, val, test = split(clip)
-    k = photo_choice(clip.points)
+    k = photo_index(clip)
     work = CACHE / f"work-enroll-{tag}"
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
@@ -149,7 +149,7 @@ def part_enroll(args: argparse.Namespace) -> dict[str, Any]:
     print("60 s clip:", long, flush=True)
     _keep(out)
     train = split(man)[0]
-    k = photo_choice(man.points)
+    k = photo_index(man)
     ref = (man.crops[k], man.points[k])
     out["throughput"] = {b: throughput(train, ref, dev, b, *((2, 1) if short else ()))
                          for b in (8, 32)}
@@ -162,7 +162,7 @@ def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
     whose generator is in the cache, and this machine's prepare_clip time per frame."""
     from quality import CACHE, fetch_megamind, megamind_clip
 
-    from avatar_cam.tracking import MediaPipeTracker
+    from avatar_cam.tracking import HandFinder, MediaPipeTracker
 
     torch.set_num_threads(2)
     for key, run in data.get("runs", {}).items():
@@ -172,7 +172,7 @@ def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
         clip, _ = megamind_clip(256, int(key[len("person"):]))
         assert clip is not None
         test = split(clip)[2]
-        k = photo_choice(clip.points)
+        k = photo_index(clip)
         g = load_generator(path)[0]
         with Conditioner(256, True, (clip.crops[k], clip.points[k])) as c:
             rep = evaluate_clip(torch_infer(g), test, conditioner=c)
@@ -182,8 +182,9 @@ def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
     video, why = fetch_megamind()
     if video is not None:
         t0 = time.perf_counter()
-        with MediaPipeTracker(smoothing=None) as tracker:
-            clip = prepare_clip(read_video(video), tracker.track, 256, "Megamind.avi")[0]
+        with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
+            clip = prepare_clip(read_video(video), tracker.track, 256, "Megamind.avi",
+                                covered=hands.covers)[0]
         per = (time.perf_counter() - t0) / clip.stats["frames"]
         data["prepare"] = {"ms_per_frame": round(per * 1e3, 1), "machine": machine(),
                            "frames": clip.stats["frames"]}

