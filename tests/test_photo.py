@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 from avatar_cam import mesh, motion
+from avatar_cam.calibrate.cover import GAP, STEP, covered_frames
 from avatar_cam.calibrate.dataset import photo_choice, prepare_clip, read_video
-from avatar_cam.calibrate.photo import BATCHES, CANDIDATES, NEIGHBOURS, frontality
+from avatar_cam.calibrate.photo import BATCHES, CANDIDATES, NEIGHBOURS, choose, frontality, ranking
+from avatar_cam.errors import VideoError
 from avatar_cam.person import load_person
 from avatar_cam.tracking import HandFinder, MediaPipeTracker
 from avatar_cam.types import Frame
@@ -56,18 +58,27 @@ def pexels() -> list[np.ndarray]:
     return frames
 
 
-def test_a_hand_over_the_face_is_never_the_photo(pexels: list[np.ndarray]) -> None:
+def test_a_hand_over_the_face_is_never_the_photo_nor_trained_on(
+        pexels: list[np.ndarray]) -> None:
     def source() -> Iterator[np.ndarray]:
         return iter(pexels)
 
+    with MediaPipeTracker(smoothing=None) as tracker:
+        blind = prepare_clip(source, tracker.track, 64, CLIP)[0]
+    assert blind.stats["photo_frame"] in HAND  # what the landmarks alone would take
+    assert blind.stats["hand_covered"] == blind.stats["hands_judged"] == 0
     with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
         clip, _, photo = prepare_clip(source, tracker.track, 64, CLIP, covered=hands.covers)
-        by_landmarks = int(clip.index[photo_choice(clip.points)])
-        assert by_landmarks in HAND  # what the landmarks alone would take
-        assert clip.stats["photo_frame"] not in HAND
-        assert clip.stats["photo_passed_over"] >= 1
-        assert np.array_equal(photo, pexels[clip.stats["photo_frame"]])
-    # The judge itself, around the covered and the chosen frame (like ``photo.choose``,
+    assert clip.stats["photo_frame"] not in HAND
+    assert np.array_equal(photo, pexels[clip.stats["photo_frame"]])
+    # Every STEP-th frame judged; the covered ones (59-224 by a judge of every frame) left
+    # out with at most a sample's spacing of clear frames around them.
+    assert clip.stats["hands_judged"] == -(-blind.stats["with_face"] // STEP)
+    kept = set(clip.index.tolist())
+    assert len(kept & set(HAND)) <= 8
+    assert len(set(blind.index.tolist()) - kept - set(HAND)) <= 2 * STEP
+    assert clip.stats["hand_covered"] == len(blind) - len(clip)
+    # The judge itself, around a covered frame and the chosen one (like ``photo.choose``,
     # two frames either side: the hand model misses a hand now and then).
     with MediaPipeTracker(static=True, smoothing=None) as tracker, HandFinder() as hands:
         def judged(n: int) -> list[bool]:
@@ -78,7 +89,8 @@ def test_a_hand_over_the_face_is_never_the_photo(pexels: list[np.ndarray]) -> No
                 out.append(hands.covers(pexels[m], lm.points))
             return out
 
-        assert any(judged(by_landmarks)) and not any(judged(clip.stats["photo_frame"]))
+        assert any(judged(blind.stats["photo_frame"]))
+        assert not any(judged(clip.stats["photo_frame"]))
 
 
 def test_without_a_judge_the_landmarks_decide(pexels: list[np.ndarray]) -> None:
@@ -104,7 +116,43 @@ def test_when_a_hand_covers_every_candidate_the_best_ranked_is_kept(
         pexels: list[np.ndarray]) -> None:
     covered = pexels[70:220]  # her hand over her face in every one
     with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
-        clip = prepare_clip(lambda: iter(covered), tracker.track, 64, CLIP,
-                            covered=hands.covers)[0]
-    assert clip.stats["photo_frame"] == int(clip.index[photo_choice(clip.points)])
-    assert clip.stats["photo_passed_over"] == BATCHES * CANDIDATES  # all it may judge
+        points = {}
+        for n, image in enumerate(covered):
+            lm = tracker.track(Frame(n, int(n * 33_333_333), image))
+            assert lm is not None
+            points[n] = lm.points
+        ranked = [int(i) for i in ranking(np.stack(list(points.values())), len(points))]
+        fetched: list[set[int]] = []
+
+        def fetch(wanted: set[int]) -> dict[int, np.ndarray]:
+            fetched.append(wanted)
+            return {n: covered[n] for n in wanted}
+
+        best, passed = choose(ranked, points, hands.covers, fetch)
+    assert best == ranked[0]
+    assert passed == BATCHES * CANDIDATES  # all it may judge
+    assert len(fetched) == BATCHES
+
+
+def test_a_clip_all_hand_is_refused_with_the_reason(pexels: list[np.ndarray]) -> None:
+    with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands, \
+            pytest.raises(VideoError, match="with a hand over the face"):
+        prepare_clip(lambda: iter(pexels[70:220]), tracker.track, 64, CLIP,
+                     covered=hands.covers)
+
+
+@pytest.mark.parametrize(("samples", "covered"), [
+    ([], set()),
+    ([(0, False), (6, False), (12, False)], set()),
+    ([(0, False), (6, True), (12, False)], set(range(1, 12))),
+    # up to GAP missed samples between covered ones count as covered
+    ([(0, True), (6, False), (12, False), (18, False), (24, True), (30, False)],
+     set(range(0, 30))),
+    # a longer run of clear samples does not
+    ([(0, True), (6, False), (12, False), (18, False), (24, False), (30, True)],
+     set(range(0, 6)) | set(range(25, 31))),
+])
+def test_covered_frames_spread_between_samples(samples: list[tuple[int, bool]],
+                                               covered: set[int]) -> None:
+    assert GAP == 3
+    assert covered_frames(samples, list(range(31))) == covered

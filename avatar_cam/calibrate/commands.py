@@ -240,6 +240,9 @@ def calibrate(args: argparse.Namespace) -> int:
             log.warning("%s shows %d people; training on person %d (%d frames), leaving out "
                         "%d frames of the others (--who picks another)", video,
                         clip.stats["people"], args.who, len(clip), clip.stats["other_people"])
+        if clip.stats["hand_covered"]:
+            log.info("left out %d frames with a hand over the face (%d frames judged)",
+                     clip.stats["hand_covered"], clip.stats["hands_judged"])
         if clip.stats["photo_passed_over"]:
             log.info("photo: frame %d (passed over %d more frontal ones with a hand over "
                      "the face)", clip.stats["photo_frame"], clip.stats["photo_passed_over"])

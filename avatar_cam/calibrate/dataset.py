@@ -8,7 +8,8 @@ Clips (``prepare_clip``), in two passes so a long clip never sits in memory whol
    sharpness depends on the camera and the face).
    Then one person: a clip can show others (``identity.people``, by face colour); the
    frames of person ``who`` (default: the one in the most frames) are kept, the others
-   counted in the stats.
+   counted in the stats. Frames with a hand over the face are dropped too (``cover``:
+   MediaPipe Hands on every few frames), or the generator would learn to draw the hand.
 2. a crop box per frame (``ingest.crop_box``: the face centred, sized by its oval),
    averaged over the neighbouring frames of the same shot to damp landmark jitter. Per
    frame rather than one box per clip because real footage zooms, pans and cuts; the
@@ -48,6 +49,7 @@ from .. import mesh, motion
 from ..errors import NoFaceError, VideoError
 from ..person import Person
 from ..types import Frame, Landmarks
+from .cover import covered_frames, is_sample
 from .identity import colours, people
 from .ingest import Track, crop_box
 from .photo import CANDIDATES, Covered, choose, ranking, to_check
@@ -145,9 +147,12 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     affine of the person's photo, and that full frame; see ``photo``).
     ``who``: which of the clip's people to keep (``identity.people``: 0 = most frames).
     ``covered(image, face points)``: is a hand over that face (``tracking.HandFinder``);
-    without it the photo is chosen from the landmarks alone. ``stats["photo_passed_over"]``
-    counts better-ranked frames it turned down."""
+    it judges a sample of the frames (``cover``), and the frames a hand covers are
+    dropped (``stats["hand_covered"]``), and the photo's candidates, which must be clear
+    (``stats["photo_passed_over"]`` counts better-ranked frames turned down). Without it
+    nothing is judged and the photo is chosen from the landmarks alone."""
     found: list[tuple[int, np.ndarray, float, np.ndarray]] = []
+    samples: list[tuple[int, bool]] = []  # (frame, hand over the face), every STEP-th face
     total = 0
     frame_size = (0, 0)
     for n, image in enumerate(frames()):
@@ -155,6 +160,8 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
         frame_size = (image.shape[1], image.shape[0])
         lm = track(Frame(n, int(n * 33_333_333), image))
         if lm is not None:
+            if covered is not None and is_sample(len(found)):
+                samples.append((n, covered(image, lm.points)))
             found.append((n, lm.points, sharpness(image, lm.points),
                           colours(image, lm.points)))
     if not found:
@@ -167,13 +174,17 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     if sharp and not 0 <= who < n_people:
         raise VideoError(f"{what} shows {n_people} people (told apart by face colour); "
                          f"there is no person {who}", f"pick 0 to {n_people - 1}")
-    usable = [(n, p) for (n, p, _), k in zip(sharp, label, strict=True) if k == who]
+    mine = [(n, p) for (n, p, _), k in zip(sharp, label, strict=True) if k == who]
+    hand = covered_frames(samples, [n for n, *_ in found])
+    usable = [(n, p) for n, p in mine if n not in hand]
     if len(usable) < MIN_FRAMES:
         raise VideoError(
             f"only {len(usable)} usable frames in {what} ({total} frames, {len(found)} with "
-            f"a face, {len(found) - len(sharp)} blurred, {len(sharp) - len(usable)} of "
-            f"another person); at least {MIN_FRAMES} are needed",
-            "record a longer clip (10 s or more), facing the camera, in good light")
+            f"a face, {len(found) - len(sharp)} blurred, {len(sharp) - len(mine)} of "
+            f"another person, {len(mine) - len(usable)} with a hand over the face); at "
+            f"least {MIN_FRAMES} are needed",
+            "record a longer clip (10 s or more), facing the camera, in good light, "
+            "hands away from the face")
     boxes = smooth_boxes(np.array([n for n, _ in usable]),
                          np.array([crop_box(p) for _, p in usable]))
     boxes = np.array([inside(b, frame_size) for b in boxes])
@@ -182,7 +193,8 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     keep = {n: p for n, p in usable}
     ranked = [usable[i][0] for i in ranking(np.stack([p for _, p in usable]),
                                             len(usable) - held_count(len(usable)))]
-    want = to_check(ranked[:CANDIDATES], set(keep)) if covered is not None else {ranked[0]}
+    faces = {n: p for n, p, *_ in found if n not in hand}  # neighbours of candidates
+    want = to_check(ranked[:CANDIDATES], set(faces)) if covered is not None else {ranked[0]}
     crops, points, index = [], [], []
     images: dict[int, np.ndarray] = {}
     for n, image in enumerate(frames()):
@@ -200,11 +212,12 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
             return images
         return {n: image for n, image in enumerate(frames()) if n in wanted}
 
-    best, hands = choose(ranked, keep, covered, fetch) if covered is not None \
+    best, hands = choose(ranked, faces, covered, fetch, hand) if covered is not None \
         else (ranked[0], 0)
     photo = fetch({best})[best]
     stats = {"frames": total, "with_face": len(found), "blurred": len(found) - len(sharp),
-             "people": n_people, "other_people": len(sharp) - len(usable),
+             "people": n_people, "other_people": len(sharp) - len(mine),
+             "hand_covered": len(mine) - len(usable), "hands_judged": len(samples),
              "usable": len(usable), "photo_frame": int(best), "photo_passed_over": hands}
     clip = Clip(np.stack(crops), np.stack(points), np.array(index, np.int32), stats)
     return clip, affines[best], photo

@@ -51,24 +51,27 @@ def ranking(points: np.ndarray, before: int) -> np.ndarray:
     return np.lexsort((score, shut))  # open eyes first, then by frontality
 
 
-def to_check(candidates: Sequence[int], usable: set[int]) -> set[int]:
-    """Frame numbers whose images judging ``candidates`` needs: them and their usable
-    neighbours."""
+def to_check(candidates: Sequence[int], faces: set[int]) -> set[int]:
+    """Frame numbers whose images judging ``candidates`` needs: them and their
+    neighbours among ``faces``."""
     return {m for n in candidates for m in range(n - NEIGHBOURS, n + NEIGHBOURS + 1)
-            if m in usable}
+            if m in faces}
 
 
 def choose(ranked: Sequence[int], points: dict[int, np.ndarray], covered: Covered,
-           fetch: Callable[[set[int]], dict[int, np.ndarray]]) -> tuple[int, int]:
+           fetch: Callable[[set[int]], dict[int, np.ndarray]],
+           known: frozenset[int] | set[int] = frozenset()) -> tuple[int, int]:
     """(photo frame number, how many better-ranked frames a hand covered). ``points``:
-    the usable frames' face points; ``fetch(frame numbers)``: their images. Candidates
-    are judged ``CANDIDATES`` at a time, up to ``BATCHES`` times."""
-    seen: dict[int, bool] = {}
+    the face points of the frames with a face; ``fetch(frame numbers)``: their images;
+    ``known``: frames already found covered (``cover``), judged so without a look.
+    Candidates are judged ``CANDIDATES`` at a time, up to ``BATCHES`` times."""
+    seen: dict[int, bool] = dict.fromkeys(known, True)
     for start in range(0, min(len(ranked), BATCHES * CANDIDATES), CANDIDATES):
         batch = ranked[start:start + CANDIDATES]
-        images = fetch(to_check(batch, set(points)))
+        images = fetch(to_check(batch, set(points) - set(known)))
         for rank, n in enumerate(batch, start):
-            near = [m for m in range(n - NEIGHBOURS, n + NEIGHBOURS + 1) if m in images]
+            near = [m for m in range(n - NEIGHBOURS, n + NEIGHBOURS + 1)
+                    if m in images or m in seen]
             if not any(_hand(m, images, points, covered, seen) for m in near):
                 return n, rank
     return ranked[0], min(len(ranked), BATCHES * CANDIDATES)
