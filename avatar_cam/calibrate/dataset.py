@@ -2,7 +2,8 @@
 
 Clips (``prepare_clip``), in two passes so a long clip never sits in memory whole:
 
-1. track every frame (MediaPipe, video mode, no smoothing: smoothing lags the pixels);
+1. track every frame (``scan``; MediaPipe, video mode, no smoothing: smoothing lags the
+   pixels; ``scan.scan_video`` splits a video file among processes);
    a frame without a face is dropped, and so is a blurred one: variance of the Laplacian
    over the face's box below ``BLUR_RATIO`` times the clip's median (relative, because
    sharpness depends on the camera and the face).
@@ -48,11 +49,12 @@ import numpy as np
 from .. import mesh, motion
 from ..errors import NoFaceError, VideoError
 from ..person import Person
-from ..types import Frame, Landmarks
-from .cover import covered_frames, is_sample
-from .identity import colours, people
+from ..types import Landmarks
+from .cover import covered_frames
+from .identity import people
 from .ingest import Track, crop_box
 from .photo import CANDIDATES, Covered, choose, ranking, to_check
+from .scan import Scan, scan
 
 BLUR_RATIO = 0.35  # below this share of the clip's median sharpness a frame is "blurred"
 MIN_FRAMES = 12  # fewer usable frames than this cannot train anything
@@ -105,18 +107,6 @@ def read_video(path: Path) -> Callable[[], Iterator[np.ndarray]]:
     return frames
 
 
-def sharpness(image: np.ndarray, points: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey face box (oval bounds)."""
-    oval = points[list(mesh.FACE_OVAL), :2]
-    h, w = image.shape[:2]
-    x0, y0 = np.clip(oval.min(0).astype(int), 0, [w - 1, h - 1])
-    x1, y1 = np.clip(oval.max(0).astype(int) + 1, 1, [w, h])
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        return 0.0
-    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
 def box_affine(x0: float, y0: float, side: float, resolution: int) -> np.ndarray:
     """(2, 3) affine crop pixel -> frame pixel."""
     k = side / resolution
@@ -151,19 +141,17 @@ def prepare_clip(frames: Callable[[], Iterator[np.ndarray]], track: Track, resol
     dropped (``stats["hand_covered"]``), and the photo's candidates, which must be clear
     (``stats["photo_passed_over"]`` counts better-ranked frames turned down). Without it
     nothing is judged and the photo is chosen from the landmarks alone."""
-    found: list[tuple[int, np.ndarray, float, np.ndarray]] = []
-    samples: list[tuple[int, bool]] = []  # (frame, hand over the face), every STEP-th face
-    total = 0
-    frame_size = (0, 0)
-    for n, image in enumerate(frames()):
-        total += 1
-        frame_size = (image.shape[1], image.shape[0])
-        lm = track(Frame(n, int(n * 33_333_333), image))
-        if lm is not None:
-            if covered is not None and is_sample(len(found)):
-                samples.append((n, covered(image, lm.points)))
-            found.append((n, lm.points, sharpness(image, lm.points),
-                          colours(image, lm.points)))
+    return prepare_scanned(frames, scan(frames(), track, covered), resolution, what, who,
+                           covered)
+
+
+def prepare_scanned(frames: Callable[[], Iterator[np.ndarray]], scanned: Scan,
+                    resolution: int, what: str = "the clip", who: int = 0,
+                    covered: Covered | None = None) -> tuple[Clip, np.ndarray, np.ndarray]:
+    """``prepare_clip`` after its first pass (``scan.scan`` or, in several processes,
+    ``scan.scan_video``)."""
+    found, samples, total, frame_size = (scanned.found, scanned.samples, scanned.total,
+                                         scanned.frame_size)
     if not found:
         raise NoFaceError(f"no face found in any of the {total} frames of {what}",
                           "record the face well lit and facing the camera")
