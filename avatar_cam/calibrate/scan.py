@@ -30,7 +30,11 @@ from .identity import colours
 from .ingest import Track
 from .photo import Covered
 
-MIN_SEGMENT = 90  # frames: shorter segments are not worth a process
+# Frames: shorter segments are not worth a process. Starting one (spawn, MediaPipe's
+# graphs, decoding the frames before its segment) costs seconds: here (2 cores) Megamind's
+# 270 frames took 27.5 ms a frame in 2 processes against 20.2 in one; cap12's 1337 frames
+# 9.8 against 16.2.
+MIN_SEGMENT = 300
 
 
 @dataclass
@@ -102,24 +106,26 @@ def _segment(path: str, start: int, stop: int | None, hands: bool) -> Scan:
         cap.release()
 
 
-def segments(count: int, workers: int) -> list[tuple[int, int | None]]:
+def segments(count: int, workers: int, least: int = MIN_SEGMENT) -> list[tuple[int, int | None]]:
     """[(start, stop)] covering frames 0..count-1 in up to ``workers`` parts of at least
-    MIN_SEGMENT frames; the last runs to the end (a container's frame count can be
-    short). ``count`` <= 0 (unknown): one part."""
-    parts = max(1, min(workers, count // MIN_SEGMENT)) if count > 0 else 1
+    ``least`` frames; the last runs to the end (a container's frame count can be short).
+    ``count`` <= 0 (unknown): one part."""
+    parts = max(1, min(workers, count // least)) if count > 0 else 1
     starts = [round(i * count / parts) for i in range(parts)]
     return list(zip(starts, [*starts[1:], None], strict=True))
 
 
-def scan_video(path: Path, workers: int, hands: bool = True) -> Scan:
-    """Pass 1 over a video file in ``workers`` processes (1: in this one); the segments'
-    results joined in time order. ``hands``: judge hands over the face."""
+def scan_video(path: Path, workers: int, hands: bool = True,
+               least: int = MIN_SEGMENT) -> Scan:
+    """Pass 1 over a video file in up to ``workers`` processes, each taking ``least``
+    frames or more (one part: in this process); the segments' results joined in time
+    order. ``hands``: judge hands over the face."""
     if not Path(path).is_file():
         raise VideoError(f"video {path} does not exist", "check the path")
     cap = cv2.VideoCapture(str(path))
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     cap.release()
-    parts = segments(count, max(1, workers))
+    parts = segments(count, max(1, workers), least)
     if len(parts) == 1:
         return _segment(str(path), 0, None, hands)
     with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn"),
