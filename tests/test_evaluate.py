@@ -58,6 +58,9 @@ def test_evaluate_writes_json_and_side_by_side(enrolled: tuple[Path, Path],
     assert -1 <= report["ssim"] <= 1 and 0 <= report["face_found"] <= 1
     assert report["nme_real"] is not None and report["nme_real"] < 0.1  # tracker floor
     assert report["temporal"]["ratio"] is not None and report["temporal"]["ratio"] >= 0
+    meta = json.loads((base / "calibration" / "eve" / "meta.json").read_text())
+    seen = meta["source"]["split"]["rest_in_training"]  # calibrate's novelty figure
+    assert report["rest_in_training"] == seen and 0.5 < seen <= 1.0
     png = cv2.imread(report["png"])
     assert png.shape == (4 * 64, 3 * 64, 3)
 

@@ -191,7 +191,8 @@ def calibrate(args: argparse.Namespace) -> int:
     from ..tracking import HandFinder, MediaPipeTracker
     from .dataset import photo_index, prepare_scanned, read_video, split, widen_photos
     from .ingest import enroll_photos
-    from .scan import default_workers, scan_video
+    from .novelty import judge
+    from .scan import MIN_SEGMENT, default_workers, scan_video
     from .train import fit
 
     name = check_name(args.name)
@@ -235,8 +236,8 @@ def calibrate(args: argparse.Namespace) -> int:
             video = args.video or _record(args.camera, args.seconds, Path(tmp))
             frames = read_video(video)
             workers = default_workers()
-            log.info("tracking %s in %d process%s", video, workers,
-                     "" if workers == 1 else "es")
+            log.info("tracking %s (one process per %d frames, up to %d)", video,
+                     MIN_SEGMENT, workers)
             scanned = scan_video(video, workers)
             with HandFinder() as hands:
                 clip, affine, photo = prepare_scanned(frames, scanned, cfg.resolution,
@@ -264,6 +265,7 @@ def calibrate(args: argparse.Namespace) -> int:
                   "split": {"train": len(train), "val": len(val), "held_out": len(test),
                             "rule": "held-out = last 20% of usable frames (contiguous); "
                                     "val = every 10th frame before it (early stopping)"}}
+        source["split"]["rest_in_training"] = judge(train, test, args.device, log)
     work = root / f".{name}.work"
     if work.exists() and not args.resume:
         shutil.rmtree(work)
@@ -338,10 +340,14 @@ def evaluate(args: argparse.Namespace) -> int:
     report = evaluate_person(args.name, video=args.video, png=args.png, json_path=args.json,
                              device=args.device)
     nme = "n/a" if report["nme"] is None else f"{report['nme']:.4f}"
-    log.info("%s on %s: PSNR %.2f dB, SSIM %.4f, MS-SSIM %.4f, NME %s (face found in %.0f%%), "
-             "render %.1f ms/frame; side by side: %s", args.name, report["on"], report["psnr"],
-             report["ssim"], report["ms_ssim"], nme, 100 * report["face_found"],
+    log.info("%s on %s: PSNR %.2f dB, SSIM %.4f (face %.4f / rest %.4f), MS-SSIM %.4f, NME "
+             "%s (face found in %.0f%%), render %.1f ms/frame; side by side: %s", args.name,
+             report["on"], report["psnr"], report["ssim"], report["ssim_face"],
+             report["ssim_outside"], report["ms_ssim"], nme, 100 * report["face_found"],
              report["render_ms"], report["png"])
+    if report.get("rest_in_training") is not None:
+        log.info("outside the face, the training frames matched the held-out slice at %.2f "
+                 "at best (1 = all of it seen in training)", report["rest_in_training"])
     return 0
 
 

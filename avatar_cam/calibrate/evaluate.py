@@ -143,8 +143,11 @@ def evaluate_person(name: str, video: Path | None = None, png: Path | None = Non
             png = json_path.with_suffix(".png") if json_path else person.folder / "evaluation.png"
         report = evaluate_clip(renderer.generate, clip, png=png,
                                conditioner=renderer.conditioner)
+    held = renderer.meta.get("source", {}).get("split", {})
     report.update(person=name, on=what, png=str(png),
-                  generator=renderer.meta.get("model", {}).get("variant"))
+                  generator=renderer.meta.get("model", {}).get("variant"),
+                  # how much of the held-out slice, outside the face, training showed
+                  rest_in_training=held.get("rest_in_training") if video is None else None)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
