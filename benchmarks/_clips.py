@@ -212,15 +212,17 @@ def part_clips(args: argparse.Namespace, cache: Path, train_and_evaluate: TrainE
         rc = CLIPS[key]
         fps, n = _rate(cache / rc.source / rc.file)
         parts = blocks_for(cache, c, key) if blocks else split(c)
+        # one entry per clip, split and seed: franck60, franck60-blocks-seed1, ...
+        name = key + ("-blocks" if blocks else "") + (f"-seed{args.seed}" if args.seed else "")
         report = train_and_evaluate(ModelConfig(resolution=256, condition="sketch+warp"), c,
-                                    tc, key + "-blocks" if blocks else key, parts)
+                                    tc, name, parts)
         seconds = round(n / fps, 1) if fps > 0 else None
         if seconds is not None and rc.seconds is not None:
             seconds = min(seconds, rc.seconds)
         report.update(seed=args.seed, warp_only=warp_only(c, parts[2]), file=rc.file,
                       shows=rc.shows, source=SOURCES[rc.source].spec,
                       seconds_of_video=seconds, split_kind=args.split)
-        out[key + "-blocks" if blocks else key] = report
+        out[name] = report
     return out
 
 

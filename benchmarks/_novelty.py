@@ -26,7 +26,7 @@ def part_novelty(data: dict[str, Any], megamind: Load, clip: Load,
     for key, m in data.get("clips", {}).items():
         if not isinstance(m, dict) or "ssim" not in m:
             continue
-        name = key.removesuffix("-blocks")
+        name = key.split("-")[0]  # franck60-blocks-seed1: franck60
         c, why = clip(name)
         if c is None:
             m["novelty"] = {"skipped": why}
