@@ -50,7 +50,8 @@ def novelty_text(data: dict[str, Any], label: Callable[[str, dict[str, Any]], st
                              f"{m['ssim_outside']:.3f})")
     if not items:
         return ""
-    return ("How new each held-out slice is outside the face (part `novelty`, _novelty.py): "
+    return ("How new each held-out slice is outside the face (part `novelty`; "
+            "`avatar_cam.calibrate.novelty`, which calibrate also logs): "
             "for every held-out frame, the best SSIM outside the landmarks' hull against "
             f"the {NEAR} training frames nearest by thumbnail, averaged: "
             + "; ".join(items) + ". Low means the slice shows a posture, hair or background "

@@ -411,7 +411,8 @@ def _case(key: str, m: dict[str, Any]) -> str:
     if key.startswith("person"):
         return f"Megamind {WHO.get(int(key[6:]), key)}"
     held = "blocks" if m.get("split_kind") == "blocks" else "last 20%"
-    return f"{m.get('file', key)} ({held})"
+    seed = f", seed {m['seed']}" if m.get("seed") else ""
+    return f"{m.get('file', key)} ({held}{seed})"
 
 
 def _split(d: dict[str, Any]) -> str:
