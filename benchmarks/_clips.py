@@ -50,6 +50,7 @@ from avatar_cam.calibrate.dataset import (
     read_video,
     split,
 )
+from avatar_cam.calibrate.photo import ranking
 from avatar_cam.calibrate.train import TrainConfig
 from avatar_cam.model.config import ModelConfig
 
@@ -186,6 +187,26 @@ def split_blocks(clip: Clip, photo: int, block: int, guard: int, every: int = 5,
     train = clip.take(rest[~is_val])
     return (train.take(diverse(train.points, 2000)), clip.take(rest[is_val]),
             clip.take(np.flatnonzero(held)))
+
+
+def split_from(clip: Clip, first: int, val: float = VAL) -> tuple[Parts, int]:
+    """(parts, photo index): the frames from source frame ``first`` on held out, the rest
+    split into training and validation as ``split`` does, and the photo re-chosen among
+    the frames before them by ``photo.ranking`` (the landmarks alone: for a clip whose own
+    photo lies in that slice). Megamind's issue baseline held out its last 54 frames."""
+    held = clip.index >= first
+    before = int(np.argmax(held)) if held.any() else len(clip)
+    if held[:before].any() or not 0 < before < len(clip):
+        raise ValueError(f"frames from {first} on are not the clip's end")
+    rest = np.arange(before)
+    k = max(2, int(round(1 / val)))
+    is_val = rest % k == k // 2
+    train = clip.take(rest[~is_val])
+    parts = (train.take(diverse(train.points, 2000)), clip.take(rest[is_val]),
+             clip.take(np.flatnonzero(held)))
+    return parts, int(ranking(clip.points, before)[0])
+
+
 WarpOnly = Callable[[Clip, Clip], dict[str, Any]]
 
 

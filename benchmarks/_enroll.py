@@ -221,9 +221,7 @@ def enroll_text(e: dict[str, Any]) -> str:
                  "repeated (the model alone).")
     for key, run in e["runs"].items():
         if key.startswith("person"):
-            from quality import WHO
-
-            who = WHO.get(int(key[len("person"):]), key)
+            who = {0: "woman", 1: "man"}.get(int(key[len("person"):]), key)
             h = run.get("held_out")
             judged = (f"; held-out SSIM {h['ssim']:.3f} / {h['psnr']:.1f} dB, NME "
                       f"{h['nme']:.3f}" if h else "")

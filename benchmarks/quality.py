@@ -15,6 +15,9 @@ benchmarks/README.md is rebuilt from everything measured so far):
             held-out slice, beside the warp renderer alone from the same photo (same
             run). The issue's baseline (plain U-Net, L1 + SSIM, SSIM 0.69 / 19.7 dB) was
             trained on both people with smeared edge pixels: not the same task.
+            --split baseline holds out the baseline's own test frames instead (the clip's
+            last 20%, 216-269: the man) and enrolls him from his frames before them.
+            Every run records the held-out SSIM at each evaluation (never used).
   compare   the real-time G against the full-size G, and the sketch-only G (the
             paper's conditioning) against sketch+warp, trained alike on the same Megamind
             split (smaller resolution and budget, see --compare-res/--compare-steps).
@@ -51,15 +54,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from _clips import CLIPS, PREPARED, Parts, blocks_for, clip, clips_rows, clips_text, part_clips
-from _enroll import enroll_text, part_enroll, part_enroll_eval
-from _meta import meta_text, part_metatrain
-from _novelty import novelty_text, part_novelty
-from _report import RESULTS, machine, markdown_table, write
+from _clips import (
+    CLIPS,
+    PREPARED,
+    Parts,
+    blocks_for,
+    clip,
+    part_clips,
+    split_from,
+)
+from _enroll import part_enroll, part_enroll_eval
+from _meta import part_metatrain
+from _novelty import part_novelty
+from _report import RESULTS, machine, write
+from _table import table
 
 from avatar_cam import mesh, motion
 from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
+from avatar_cam.calibrate.novelty import rest_in_training
 from avatar_cam.calibrate.train import TrainConfig, fit
 from avatar_cam.model.config import ModelConfig, full_config
 from avatar_cam.model.generator import Generator, count_macs
@@ -69,7 +82,7 @@ from avatar_cam.types import Frame, Landmarks
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "quality"
 MEGAMIND = "usr/share/doc/opencv-doc/examples/data/Megamind.avi"
-WHO = {0: "woman", 1: "man"}  # Megamind's two people as enrollment numbers them (seen)
+BASELINE_FIRST = 216  # the issue's baseline held out Megamind's last 20%: frames 216-269
 BASELINE = {"ssim": 0.69, "psnr": 19.7, "what": "plain U-Net, L1 + SSIM, ~500 steps x 16"}
 
 
@@ -111,10 +124,11 @@ def megamind_clip(resolution: int, who: int = 0) -> tuple[Clip | None, str]:
     return clip, ""
 
 
-def warp_only(clip: Clip, test: Clip) -> dict[str, Any]:
-    """The warp renderer alone from the same photo on the held-out slice (no training),
-    judged by ``evaluate`` like a generator."""
-    k = photo_index(clip)
+def warp_only(clip: Clip, test: Clip, photo: int | None = None) -> dict[str, Any]:
+    """The warp renderer alone from the same photo (index ``photo``, default the one
+    preparation chose) on the held-out slice (no training), judged by ``evaluate`` like a
+    generator."""
+    k = photo_index(clip) if photo is None else photo
     with Conditioner(clip.resolution, True, (clip.crops[k], clip.points[k])) as c:
         rep = evaluate_clip(lambda cond: np.ascontiguousarray(cond[:, :, 3:]), test,
                             conditioner=c)
@@ -123,16 +137,19 @@ def warp_only(clip: Clip, test: Clip) -> dict[str, Any]:
 
 
 def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig,
-                       who: int | str = 0, parts: Parts | None = None) -> dict[str, Any]:
+                       who: int | str = 0, parts: Parts | None = None,
+                       photo: int | None = None) -> dict[str, Any]:
     """Enroll from ``parts`` (train, validation, held out; default calibrate's ``split``)
-    and judge the held-out frames."""
+    with the photo at index ``photo`` (default: preparation's) and judge the held-out
+    frames."""
     train, val, test = parts if parts is not None else split(clip)
-    k = photo_index(clip)
+    k = photo_index(clip) if photo is None else photo
     reference = (clip.crops[k], clip.points[k])
     name = f"p{who}" if isinstance(who, int) else who
     tag = f"{name}-{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)  # never resume a stale run
-    res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print)
+    res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print,
+              watch=test)  # the held-out SSIM at every evaluation, for the record only
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)
     torch.set_num_threads(2)
     with Conditioner(cfg.resolution, cfg.warp, reference) as conditioner:
@@ -159,12 +176,20 @@ def part_megamind(args: argparse.Namespace) -> dict[str, Any]:
         tc = TrainConfig(steps=args.steps, batch=args.batch, adv_start=args.adv_start,
                          eval_every=25, patience=args.patience, seed=args.seed)
         cfg = ModelConfig(resolution=256, condition="sketch+warp")
-        report = train_and_evaluate(cfg, clip, tc, who)
+        parts, photo = (split_from(clip, BASELINE_FIRST) if args.split == "baseline"
+                        else (split(clip), None))
+        name = (f"person{who}" + ("-baseline" if photo is not None else "")
+                + (f"-seed{args.seed}" if args.seed else ""))
+        report = train_and_evaluate(cfg, clip, tc, name.replace("person", "p"), parts, photo)
         report["seed"] = args.seed
-        report["warp_only"] = warp_only(clip, split(clip)[2])
+        report["warp_only"] = warp_only(clip, parts[2], photo)
         report["projection"] = gpu_projection(cfg, report)
         report["frames"] = [int(clip.index[0]), int(clip.index[-1])]
-        out[f"person{who}" + (f"-seed{args.seed}" if args.seed else "")] = report
+        if photo is not None:  # part novelty judges calibrate's split only
+            report.update(split_kind="baseline", held_frames=[int(clip.index[i]) for i in (
+                np.flatnonzero(clip.index >= BASELINE_FIRST)[[0, -1]])],
+                          novelty=rest_in_training(parts[0], parts[2]))
+        out[name] = report
     return out
 
 
@@ -307,125 +332,6 @@ PARTS = {"megamind": part_megamind, "compare": part_compare, "demo": part_demo,
          "clips": part_real_clips}
 
 
-def table(data: dict[str, Any]) -> str:
-    rows: list[list[Any]] = []
-    mm = data.get("megamind", {})
-    people = sorted(k for k in mm if k.startswith("person"))
-    for key in people:
-        m = mm[key]
-        who = int(key[len("person"):].split("-")[0])
-        first, last = m.get("frames", ["?", "?"])
-        rows.append([f"Megamind {WHO.get(who, key)} ({m['clip']['usable']} frames of "
-                     f"{first}-{last}), held-out, real-time G, {m['condition']}, "
-                     f"seed {m.get('seed', 0)}",
-                     f"{m['ssim']:.3f}", _split(m), f"{m['psnr']:.1f}", f"{m['ms_ssim']:.3f}",
-                     _f(m.get("nme")), f"{100 * m['face_found']:.0f}%",
-                     f"{m['seconds_per_step']:.1f} s",
-                     f"{m['steps']} x {m['batch']} (best {m['best_step']})"])
-        w = m["warp_only"]
-        rows.append([f"Megamind {WHO.get(who, key)}, warp renderer alone (same photo, run)",
-                     f"{w['ssim']:.3f}", _split(w), f"{w['psnr']:.1f}", _f(w.get("ms_ssim")),
-                     _f(w.get("nme")), "", "", "untrained"])
-    if people:
-        rows.append(["baseline (issue): plain U-Net L1+SSIM, both people, smeared edges",
-                     "0.69", "", "19.7", "", "", "", "", "~500 x 16"])
-    elif mm:
-        rows.append(["Megamind held-out", "skipped: " + mm.get("skipped", ""), "", "", "",
-                     "", "", "", ""])
-    cmp_ = data.get("compare", {})
-    names = {"realtime": "real-time G, sketch+warp", "full": "full G, sketch+warp",
-             "realtime-sketch": "real-time G, sketch only"}
-    for key, name in names.items():
-        if key in cmp_ and "ssim" in cmp_[key]:
-            c = cmp_[key]
-            rows.append([f"Megamind {WHO.get(cmp_.get('who', -1), '')} {cmp_['resolution']} px,"
-                         f" {name} (compare)",
-                         f"{c['ssim']:.3f}", _split(c), f"{c['psnr']:.1f}", f"{c['ms_ssim']:.3f}",
-                         _f(c.get("nme")), f"{100 * c['face_found']:.0f}%",
-                         f"{c['seconds_per_step']:.2f} s", f"{c['steps']} x {cmp_['batch']}"])
-    if "warp_only" in cmp_:
-        rows.append([f"Megamind {WHO.get(cmp_.get('who', -1), '')} {cmp_['resolution']} px, "
-                     "warp renderer alone (compare)", f"{cmp_['warp_only']['ssim']:.3f}",
-                     _split(cmp_["warp_only"]), f"{cmp_['warp_only']['psnr']:.1f}", "", "", "",
-                     "", "untrained"])
-    rows += clips_rows(data.get("clips", {}), _split, _f)
-    demo = data.get("demo", {})
-    if "face_found" in demo:
-        rows.append(["demo identity, synthetic driver", "", "", "", "", _f(demo.get("nme")),
-                     f"{100 * demo['face_found']:.1f}%", "", f"{demo['frames']} frames"])
-    text = markdown_table(["case", "SSIM", "SSIM face / rest", "PSNR dB", "MS-SSIM", "NME",
-                           "face found", "CPU s/step", "steps x batch"], rows)
-    floors = ", ".join(f"{WHO.get(int(k[6:]), k)} {_f(mm[k].get('nme_real'))}"
-                       for k in people if k[6:].isdigit())
-    text += ("\n\nTargets: Megamind held-out SSIM >= 0.75 and NME <= 0.05; demo NME <= 0.08 "
-             "with a face found in >= 99% of frames. NME's floor (MediaPipe on the real "
-             f"held-out crops): {floors}. Megamind shows two people, a woman (frames 1-97 "
-             "and 154-199) and a man (98-153 and 200-269). Enrollment keeps one person "
-             "(`calibrate --who`, default the one in the most frames: the woman), so each "
-             "is enrolled from their own frames: held-out = the last 20% of them "
-             "(contiguous), validation every 10th frame before, the warp photo the most "
-             "frontal face before the held-out slice. Crops stay inside the picture (boxes "
-             "moved, or shrunk, into the frame) instead of smearing its edge pixels. The "
-             "issue's baseline trained on both people with smeared edges, so it is not the "
-             "same task; the warp renderer alone on the same split is the fair reference. "
-             "SSIM face / rest splits each frame's SSIM map at the landmarks' convex hull "
-             "(about a fifth of the crop): what landmarks drive, and the hair, neck and "
-             "background they cannot.")
-    if clips_rows(data.get("clips", {}), _split, _f):
-        text += "\n\n" + clips_text()
-    novelty = novelty_text(data, _case)
-    if novelty:
-        text += "\n\n" + novelty
-    sp = data.get("speed", {})
-    if sp:
-        text += ("\n\nGenerator at 256x256, ONNX Runtime 2 threads: real-time "
-                 f"{sp['realtime']['median_ms']:.1f} ms median (p90 "
-                 f"{sp['realtime']['p90_ms']:.1f}, min {sp['realtime']['min_ms']:.1f}; "
-                 f"{sp['realtime']['macs'] / 1e9:.2f} GMAC), full "
-                 f"{sp['full']['median_ms']:.0f} ms ({sp['full']['macs'] / 1e9:.1f} GMAC); "
-                 "budget 20 ms.")
-        if "conditioning_ms" in sp:
-            text += (f" Making its input (sketch + warp render at 256, the demo identity) "
-                     f"takes {sp['conditioning_ms']:.1f} ms more, on the renderer's thread.")
-    first = mm[people[0]] if people else {}
-    if "runs" in data.get("enroll", {}):
-        text += "\n\n" + enroll_text(data["enroll"])
-    elif "projection" in first:
-        p = first["projection"]
-        text += (f"\n\nDatacenter GPU: not measured (no GPU was available). Projection, "
-                 f"compute-bound lower bound only: {p['train_gflop_per_image']} GFLOP per "
-                 f"training image; at an assumed {p['assumed_tflops']:.0f} TFLOP/s effective, "
-                 f"~{p['projected_images_per_s']} images/s (the U-Net baseline: 830/s on an "
-                 f"H200), so data loading, not arithmetic, would bound a 60 s clip's enrollment."
-                 f" CPU here: {first['seconds_per_step']:.1f} s per step of {first['batch']} "
-                 f"(mean over the run, shared cores).")
-    if "runs" in data.get("metatrain", {}):
-        text += "\n\n" + meta_text(data["metatrain"])
-    text += f"\n\nMachine: {data.get('machine', {}).get('cpu', '?')}, 2 cores shared with " \
-            "other jobs (timings are upper bounds)."
-    return text
-
-
-def _case(key: str, m: dict[str, Any]) -> str:
-    """A short name for a measured case: Megamind's person or a clip and its split."""
-    if key.startswith("person"):
-        return f"Megamind {WHO.get(int(key[6:]), key)}"
-    held = "blocks" if m.get("split_kind") == "blocks" else "last 20%"
-    seed = f", seed {m['seed']}" if m.get("seed") else ""
-    return f"{m.get('file', key)} ({held}{seed})"
-
-
-def _split(d: dict[str, Any]) -> str:
-    """SSIM inside the face (the landmarks' hull) / outside it, where measured."""
-    if d.get("ssim_face") is None:
-        return ""
-    return f"{d['ssim_face']:.3f} / {d['ssim_outside']:.3f}"
-
-
-def _f(v: Any) -> str:
-    return "" if v is None else f"{v:.3f}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", default="megamind,demo,speed")
@@ -439,13 +345,19 @@ def main() -> None:
     p.add_argument("--compare-steps", type=int, default=100)
     p.add_argument("--compare-who", type=int, default=1, help="Megamind person to compare on")
     p.add_argument("--clips", default=",".join(CLIPS), help="clips part: which real clips")
-    p.add_argument("--split", choices=("last", "blocks"), default="last",
-                   help="clips part: hold out the last 20%% (calibrate's split) or every "
-                        "5th 4 s block (a diagnostic: held-out frames from the whole clip)")
+    p.add_argument("--split", choices=("last", "blocks", "baseline"), default="last",
+                   help="hold out the last 20%% of the person's frames (calibrate's split); "
+                        "clips part: or every 5th 4 s block (a diagnostic: held-out frames "
+                        "from the whole clip); megamind part: or the issue baseline's "
+                        "held-out frames (the clip's last 20%%, frames 216-269)")
     p.add_argument("--demo-frames", type=int, default=300)
     p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
     p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")
     args = p.parse_args()
+    parts = set(filter(None, args.parts.split(",")))
+    if {"blocks": "clips", "baseline": "megamind"}.get(args.split, "") not in parts | {""}:
+        p.error(f"--split {args.split} is for part "
+                f"{'clips' if args.split == 'blocks' else 'megamind'} only")
     torch.set_num_threads(2)
     path = RESULTS / "quality.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}

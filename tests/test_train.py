@@ -108,6 +108,23 @@ def test_batch_workers_train_exactly_as_inline(clip64: Clip) -> None:
         {**h, "seconds": runs[0].history[i]["seconds"]} for i, h in enumerate(runs[1].history)]
 
 
+def test_watching_a_slice_records_it_and_changes_nothing(clip64: Clip) -> None:
+    """``watch`` (a benchmark's held-out slice) is judged at every evaluation and never
+    steers training: the same seed trains the same generator with it or without."""
+    train, val, test = split(clip64)
+    tc = TrainConfig(steps=6, batch=3, eval_every=3, adv_start=3)
+    runs = [fit(tiny_config(64), train, val, tc, progress=False, watch=w)
+            for w in (None, test, val)]
+    plain, watched, self_watched = (r.generator.state_dict() for r in runs)
+    assert all(torch.equal(plain[k], watched[k]) and torch.equal(plain[k], self_watched[k])
+               for k in plain)
+    assert "watch_ssim" not in runs[0].history[0]
+    assert [h["val_ssim"] for h in runs[0].history] == [h["val_ssim"] for h in runs[1].history]
+    assert [h["watch_ssim"] for h in runs[2].history] == [h["val_ssim"] for h in runs[2].history]
+    assert all(0 < h["watch_ssim"] <= 1 for h in runs[1].history)
+    assert [h["watch_ssim"] for h in runs[1].history] != [h["val_ssim"] for h in runs[1].history]
+
+
 def test_calibrate_workers_option() -> None:
     base = ["calibrate", "x", "--video", "a.mp4"]
     assert commands.train_config(_parse(base)).workers is None  # auto: by device

@@ -189,10 +189,12 @@ def preview(g: Generator, psi: Tensor | None, data: Clip, conditioner: Condition
 def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: str = "cpu",
         init: Path | None = None, work: Path | None = None, perceptual: Path | None = None,
         reference: Reference | None = None, progress: bool = True,
-        log: Callable[[str], None] = lambda _s: None) -> Result:
+        log: Callable[[str], None] = lambda _s: None, watch: Clip | None = None) -> Result:
     """Train on ``train``, select and stop on ``val``; returns the folded best generator.
     ``reference``: the person's crop and neutral landmarks, which a ``sketch+warp``
-    generator warps (required for one)."""
+    generator warps (required for one). ``watch``: frames whose SSIM each evaluation
+    records (history ``watch_ssim``) and nothing uses: a benchmark's held-out slice, to
+    see what selecting on ``val`` costs."""
     from tqdm import tqdm
 
     dev = pick_device(device)
@@ -217,6 +219,7 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
             state, best = load_checkpoint(work, m, opt_g, opt_d, cfg, tc)
             log(f"resuming from step {state['step']} in {work}")
     val_cond = conditioner.batch(val.points)
+    watch_cond = None if watch is None else conditioner.batch(watch.points)
     workers = default_workers(dev.type) if tc.workers is None else tc.workers
     batches = Batches(train, conditioner, reference, tc, rng, workers)
     bar = tqdm(total=tc.steps, initial=state["step"], desc="enroll", unit="step",
@@ -238,6 +241,8 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
                 vs, vl = evaluate_ssim(m.g, m.psi, val, val_cond, dev)
                 logs.update(step=state["step"], val_ssim=vs, val_l1=vl,
                             seconds=time.perf_counter() - t0)
+                if watch is not None and watch_cond is not None:
+                    logs["watch_ssim"] = evaluate_ssim(m.g, m.psi, watch, watch_cond, dev)[0]
                 state["history"].append(logs)
                 if vs > state["best_val_ssim"]:
                     state.update(best_val_ssim=vs, best_step=state["step"], bad_evals=0)
