@@ -158,7 +158,7 @@ def clip(cache: Path, key: str, resolution: int) -> tuple[Clip | None, str]:
 
 
 Parts = tuple[Clip, Clip, Clip]  # train, validation, held out
-TrainEval = Callable[[ModelConfig, Clip, TrainConfig, str, Parts], dict[str, Any]]
+TrainEval = Callable[..., dict[str, Any]]  # quality.train_and_evaluate
 
 
 def split_blocks(clip: Clip, photo: int, block: int, guard: int, every: int = 5,
@@ -233,10 +233,12 @@ def part_clips(args: argparse.Namespace, cache: Path, train_and_evaluate: TrainE
         rc = CLIPS[key]
         fps, n = _rate(cache / rc.source / rc.file)
         parts = blocks_for(cache, c, key) if blocks else split(c)
-        # one entry per clip, split and seed: franck60, franck60-blocks-seed1, ...
-        name = key + ("-blocks" if blocks else "") + (f"-seed{args.seed}" if args.seed else "")
+        # one entry per clip, split, seed and references: franck60, franck60-blocks-seed1-scenes
+        scenes = args.references == "scenes"
+        name = key + ("-blocks" if blocks else "") + (f"-seed{args.seed}" if args.seed else "") \
+            + ("-scenes" if scenes else "")
         report = train_and_evaluate(ModelConfig(resolution=256, condition="sketch+warp"), c,
-                                    tc, name, parts)
+                                    tc, name, parts, scenes=scenes)
         seconds = round(n / fps, 1) if fps > 0 else None
         if seconds is not None and rc.seconds is not None:
             seconds = min(seconds, rc.seconds)
@@ -270,7 +272,8 @@ def clips_rows(data: dict[str, Any], split_text: Callable[[dict[str, Any]], str]
                if m.get("split_kind") == "blocks" else f"last {held} held out")
         rows.append([f"{m['file']} ({m['shows']}, {m['seconds_of_video']} s, "
                      f"{m['clip']['usable']} usable frames, {how}), real-time "
-                     f"G, seed {m.get('seed', 0)}",
+                     f"G{', scenes' if m.get('references', 'photo') != 'photo' else ''}, "
+                     f"seed {m.get('seed', 0)}",
                      f"{m['ssim']:.3f}", split_text(m), f"{m['psnr']:.1f}",
                      f"{m['ms_ssim']:.3f}", f(m.get("nme")), f"{100 * m['face_found']:.0f}%",
                      f"{m['seconds_per_step']:.1f} s",

@@ -26,8 +26,8 @@ def table(data: dict[str, Any]) -> str:
                 f"{'-'.join(map(str, m['held_frames']))}; {m['split']['train']} train)"
                 if m.get("split_kind") == "baseline" else "held-out")
         rows.append([f"Megamind {WHO.get(who, key)} ({m['clip']['usable']} frames of "
-                     f"{first}-{last}), {held}, real-time G, {m['condition']}, "
-                     f"seed {m.get('seed', 0)}",
+                     f"{first}-{last}), {held}, real-time G, {m['condition']}"
+                     f"{_refs(m)}, seed {m.get('seed', 0)}",
                      f"{m['ssim']:.3f}", _split(m), f"{m['psnr']:.1f}", f"{m['ms_ssim']:.3f}",
                      _f(m.get("nme")), f"{100 * m['face_found']:.0f}%",
                      f"{m['seconds_per_step']:.1f} s",
@@ -128,10 +128,16 @@ def _case(key: str, m: dict[str, Any]) -> str:
     """A short name for a measured case: Megamind's person or a clip and its split."""
     if key.startswith("person"):
         base = " (the baseline's held-out frames)" if m.get("split_kind") == "baseline" else ""
-        return f"Megamind {WHO.get(int(key[6:].split('-')[0]), key)}{base}"
+        return f"Megamind {WHO.get(int(key[6:].split('-')[0]), key)}{base}{_refs(m)}"
     held = "blocks" if m.get("split_kind") == "blocks" else "last 20%"
     seed = f", seed {m['seed']}" if m.get("seed") else ""
-    return f"{m.get('file', key)} ({held}{seed})"
+    return f"{m.get('file', key)} ({held}{seed}{_refs(m)})"
+
+
+def _refs(m: dict[str, Any]) -> str:
+    """", scenes" for a run whose frames warped their own scene's reference (runs before
+    2026-11-27 warped the photo: no ``references`` recorded)."""
+    return ", scenes" if m.get("references", "photo") != "photo" else ""
 
 
 def _split(d: dict[str, Any]) -> str:

@@ -73,6 +73,7 @@ from avatar_cam import mesh, motion
 from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
 from avatar_cam.calibrate.novelty import rest_in_training
+from avatar_cam.calibrate.scenes import find as find_scenes
 from avatar_cam.calibrate.train import TrainConfig, fit
 from avatar_cam.model.config import ModelConfig, full_config
 from avatar_cam.model.generator import Generator, count_macs
@@ -138,18 +139,22 @@ def warp_only(clip: Clip, test: Clip, photo: int | None = None) -> dict[str, Any
 
 def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig,
                        who: int | str = 0, parts: Parts | None = None,
-                       photo: int | None = None) -> dict[str, Any]:
+                       photo: int | None = None, scenes: bool = False) -> dict[str, Any]:
     """Enroll from ``parts`` (train, validation, held out; default calibrate's ``split``)
-    with the photo at index ``photo`` (default: preparation's) and judge the held-out
-    frames."""
+    with the photo at index ``photo`` (default: preparation's), each training frame
+    warping its own scene's reference with ``scenes`` (calibrate's default), and judge
+    the held-out frames."""
     train, val, test = parts if parts is not None else split(clip)
     k = photo_index(clip) if photo is None else photo
     reference = (clip.crops[k], clip.points[k])
+    found = find_scenes(clip, train, reference, int(clip.index[k])) \
+        if scenes and cfg.warp else None
     name = f"p{who}" if isinstance(who, int) else who
     tag = f"{name}-{cfg.variant}-{cfg.condition.replace('+', '-')}-{cfg.resolution}"
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)  # never resume a stale run
+    # watch: the held-out SSIM at every evaluation, for the record only
     res = fit(cfg, train, val, tc, work=CACHE / f"work-{tag}", reference=reference, log=print,
-              watch=test)  # the held-out SSIM at every evaluation, for the record only
+              watch=test, scenes=found)
     shutil.rmtree(CACHE / f"work-{tag}", ignore_errors=True)
     torch.set_num_threads(2)
     with Conditioner(cfg.resolution, cfg.warp, reference) as conditioner:
@@ -161,6 +166,7 @@ def train_and_evaluate(cfg: ModelConfig, clip: Clip, tc: TrainConfig,
                   seconds_per_step=res.seconds_per_step, train_seconds=res.seconds,
                   variant=cfg.variant, condition=cfg.condition, resolution=cfg.resolution,
                   photo_frame=int(clip.index[k]),
+                  references="photo" if found is None else f"{len(found)} scenes",
                   history=[{k: round(v, 4) for k, v in h.items()} for h in res.history])
     return report
 
@@ -179,8 +185,10 @@ def part_megamind(args: argparse.Namespace) -> dict[str, Any]:
         parts, photo = (split_from(clip, BASELINE_FIRST) if args.split == "baseline"
                         else (split(clip), None))
         name = (f"person{who}" + ("-baseline" if photo is not None else "")
-                + (f"-seed{args.seed}" if args.seed else ""))
-        report = train_and_evaluate(cfg, clip, tc, name.replace("person", "p"), parts, photo)
+                + (f"-seed{args.seed}" if args.seed else "")
+                + ("-scenes" if args.references == "scenes" else ""))
+        report = train_and_evaluate(cfg, clip, tc, name.replace("person", "p"), parts, photo,
+                                    scenes=args.references == "scenes")
         report["seed"] = args.seed
         report["warp_only"] = warp_only(clip, parts[2], photo)
         report["projection"] = gpu_projection(cfg, report)
@@ -350,6 +358,10 @@ def main() -> None:
                         "clips part: or every 5th 4 s block (a diagnostic: held-out frames "
                         "from the whole clip); megamind part: or the issue baseline's "
                         "held-out frames (the clip's last 20%%, frames 216-269)")
+    p.add_argument("--references", choices=("scenes", "photo"), default="scenes",
+                   help="megamind and clips parts: what each training frame's warp render "
+                        "is made from (calibrate --references); runs with scenes are kept "
+                        "beside the photo's (key suffix -scenes)")
     p.add_argument("--demo-frames", type=int, default=300)
     p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
     p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")

@@ -12,6 +12,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,6 +53,27 @@ def home(tmp_path_factory: pytest.TempPathFactory, astronaut_png: Path) -> Path:
     person.meta.update(owner="astro", consent="test fixture: public-domain NASA portrait")
     save_person(person, root / "calibration", sign=lambda tmp: sign_model(tmp, "astro"))
     return root
+
+
+@pytest.fixture(scope="session")
+def clip_mp4(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds of the motion script acted by the astronaut photo, as an mp4."""
+    from avatar_cam.footage import Footage
+    from avatar_cam.person import load_person
+
+    path = tmp_path_factory.mktemp("clips") / "astro.mp4"
+    Footage(load_person("astro", home / "calibration"), (320, 240)).write(path, 60)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip64(clip_mp4: Path) -> Any:
+    """``clip_mp4`` tracked and cropped at 64 px as enrollment does (a ``Clip``)."""
+    from avatar_cam.calibrate.dataset import prepare_clip, read_video
+    from avatar_cam.tracking import MediaPipeTracker
+
+    with MediaPipeTracker(smoothing=None) as tracker:
+        return prepare_clip(read_video(clip_mp4), tracker.track, 64)[0]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from avatar_cam.calibrate import commands
-from avatar_cam.calibrate.dataset import Clip, prepare_clip, read_video, split
+from avatar_cam.calibrate.dataset import Clip, split
 from avatar_cam.calibrate.train import TrainConfig, fit
 from avatar_cam.errors import ModelError, NoFaceError, VideoError
 from avatar_cam.footage import Footage
@@ -22,7 +22,6 @@ from avatar_cam.model.config import tiny_config
 from avatar_cam.model.generator import load_generator
 from avatar_cam.person import load_person
 from avatar_cam.render.neural import NeuralRenderer
-from avatar_cam.tracking import MediaPipeTracker
 from avatar_cam.types import Landmarks
 
 FAST = ["--tiny", "--resolution", "64", "--eval-every", "5", "--preview-every", "10",
@@ -35,20 +34,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if argv[0] == "calibrate" and "--consent" not in argv:
         argv = [*argv, "--consent", "test: synthetic footage of a public-domain portrait"]
     return parser.parse_args(argv)
-
-
-@pytest.fixture(scope="module")
-def clip_mp4(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two seconds of the motion script acted by the astronaut photo, as an mp4."""
-    path = tmp_path_factory.mktemp("clips") / "astro.mp4"
-    Footage(load_person("astro", home / "calibration"), (320, 240)).write(path, 60)
-    return path
-
-
-@pytest.fixture(scope="module")
-def clip64(clip_mp4: Path) -> Clip:
-    with MediaPipeTracker(smoothing=None) as tracker:
-        return prepare_clip(read_video(clip_mp4), tracker.track, 64)[0]
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -129,6 +114,8 @@ def test_calibrate_workers_option() -> None:
     base = ["calibrate", "x", "--video", "a.mp4"]
     assert commands.train_config(_parse(base)).workers is None  # auto: by device
     assert commands.train_config(_parse([*base, "--workers", "3"])).workers == 3
+    assert _parse(base).references == "scenes"
+    assert _parse([*base, "--references", "photo"]).references == "photo"
     with pytest.raises(SystemExit):
         _parse([*base, "--workers", "-1"])
 
@@ -151,6 +138,7 @@ def test_calibrate_from_a_clip_writes_a_working_person(
     assert meta["resolution"] == 64 and meta["rasterizer"] == "sketch-v1"
     assert np.asarray(meta["neutral"]).shape == (478, 3)
     assert meta["training"]["steps"] == 12 and "created" in meta
+    assert meta["training"]["references"] == "1 scene(s)"  # one take: the photo warps
     assert meta["source"]["split"]["held_out"] == len(list((folder / "heldout").glob("*.png")))
     assert np.load(folder / "heldout" / "points.npy").shape[1:] == (478, 3)
     person = load_person("bob", root)  # verifies the signature over every file

@@ -11,6 +11,9 @@ apart:
   from the one seeded generator, in the caller's process and in step order;
 - ``make`` turns a draw into (crops, conditioning) and uses no randomness.
 
+With scenes (``scenes.py``) each sample's warp render is made from its own scene's
+reference, one ``Conditioner`` per scene.
+
 ``Batches`` makes them in the caller's process (``workers=0``, the default on a CPU,
 where the training step already uses every core), or in spawned worker processes a few
 steps ahead (on a GPU). A seed gives the same batches either way.
@@ -21,8 +24,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -33,18 +37,21 @@ from ..render.condition import Conditioner, Reference
 
 if TYPE_CHECKING:
     from .dataset import Clip
+    from .scenes import Scenes
     from .train import TrainConfig
 
 
 @dataclass(frozen=True)
 class Draw:
     """One step's random choices: frame indices (B,), similarity transforms (B, 2, 3) in
-    crop pixels, their scales (B,) and the landmark noise (B, N, 2) in pixels."""
+    crop pixels, their scales (B,) and the landmark noise (B, N, 2) in pixels; with
+    scenes, which conditioner (scene) makes each sample's conditioning (B,)."""
 
     idx: np.ndarray
     mats: np.ndarray
     scales: np.ndarray
     noise: np.ndarray
+    scene: np.ndarray | None = None
 
 
 def draw(rng: np.random.Generator, n_frames: int, batch: int, resolution: int,
@@ -111,26 +118,29 @@ def conditions(conditioner: Conditioner, points: np.ndarray, source: np.ndarray 
     return out
 
 
-def make(conditioner: Conditioner, crops: np.ndarray, points: np.ndarray,
+def make(conds: Sequence[Conditioner], crops: np.ndarray, points: np.ndarray,
          d: Draw) -> tuple[np.ndarray, np.ndarray]:
     """(crops (B, R, R, 3), conditioning (B, R, R, C)) uint8 for the drawn frames
-    ``crops``/``points`` (already indexed by ``d.idx``)."""
+    ``crops``/``points`` (already indexed by ``d.idx``), sample i conditioned by
+    ``conds[d.scene[i]]`` (``conds[0]`` without scenes)."""
     c, p = jitter(crops, points, d)
-    return c, conditions(conditioner, p, points, d.mats)
+    if d.scene is None or len(conds) == 1:
+        return c, conditions(conds[0], p, points, d.mats)
+    return c, np.concatenate([conditions(conds[k], p[i:i + 1], points[i:i + 1],
+                                         d.mats[i:i + 1]) for i, k in enumerate(d.scene)])
 
 
-_worker: Conditioner | None = None  # one per worker process
+_worker: list[Conditioner] = []  # per worker process, one per reference
 
 
-def _start_worker(resolution: int, warp: bool, reference: Reference | None) -> None:
-    global _worker
+def _start_worker(resolution: int, warp: bool, references: list[Reference | None]) -> None:
     cv2.setNumThreads(1)  # the workers are the parallelism
-    _worker = Conditioner(resolution, warp, reference)
+    _worker[:] = [Conditioner(resolution, warp, r) for r in references]
 
 
 def _make_in_worker(crops: np.ndarray, points: np.ndarray,
                     d: Draw) -> tuple[np.ndarray, np.ndarray]:
-    assert _worker is not None, "worker not started"
+    assert _worker, "worker not started"
     return make(_worker, crops, points, d)
 
 
@@ -144,24 +154,34 @@ def default_workers(device: str) -> int:
 class Batches:
     """Training batches of ``train`` in step order: ``next()`` -> (crops, conditioning),
     both uint8 (B, R, R, ·). ``workers`` > 0 makes them in that many processes, up to
-    twice as many steps ahead."""
+    twice as many steps ahead. With ``scenes`` (a sketch+warp generator's), each frame is
+    conditioned by its scene's reference (``scenes.py``): ``conditioner`` and
+    ``reference`` are then the photo's, used for nothing here."""
 
     def __init__(self, train: Clip, conditioner: Conditioner, reference: Reference | None,
-                 tc: TrainConfig, rng: np.random.Generator, workers: int = 0) -> None:
-        self._train, self._cond, self._tc, self._rng = train, conditioner, tc, rng
+                 tc: TrainConfig, rng: np.random.Generator, workers: int = 0,
+                 scenes: Scenes | None = None) -> None:
+        self._train, self._tc, self._rng = train, tc, rng
+        refs: list[Reference | None] = [reference] if scenes is None else [*scenes.references]
+        self._scene = None if scenes is None else scenes.of(train.index)
+        self._own = [] if scenes is None or workers > 0 else \
+            [Conditioner(conditioner.resolution, True, r) for r in refs]
+        self._conds = self._own or [conditioner]
         self._pool: ProcessPoolExecutor | None = None
         self._ahead: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
         if workers > 0:
             self._pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(conditioner.resolution, conditioner.channels == 6, reference))
+                initargs=(conditioner.resolution, conditioner.channels == 6, refs))
             for _ in range(2 * workers):
                 self._submit()
 
     def _draw(self) -> tuple[np.ndarray, np.ndarray, Draw]:
         t = self._train
         d = draw(self._rng, len(t), self._tc.batch, t.resolution, t.points.shape[1], self._tc)
+        if self._scene is not None:
+            d = replace(d, scene=self._scene[d.idx])
         return t.crops[d.idx], t.points[d.idx], d
 
     def _submit(self) -> None:
@@ -170,11 +190,14 @@ class Batches:
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         if self._pool is None:
-            return make(self._cond, *self._draw())
+            return make(self._conds, *self._draw())
         self._submit()
         return self._ahead.popleft().result()
 
     def close(self) -> None:
+        for c in self._own:
+            c.close()
+        self._own = []
         if self._pool is not None:
             for f in self._ahead:
                 f.cancel()

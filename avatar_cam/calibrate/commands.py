@@ -56,6 +56,9 @@ def add_parsers(sub: Any) -> None:
                           "the cores but one, up to 8, on a GPU)")
     cal.add_argument("--renders", type=POSITIVE, default=400,
                      help="photos: warp renders to train on (400)")
+    cal.add_argument("--references", choices=("scenes", "photo"), default="scenes",
+                     help="a clip: what each training frame's warp render is made from: a "
+                          "frame of its own scene, lit like it (default), or the photo")
     cal.add_argument("--init", type=Path, help="meta-learned checkpoint from `metatrain`")
     cal.add_argument("--resume", action="store_true",
                      help="continue an interrupted run from calibration/.NAME.work")
@@ -193,6 +196,8 @@ def calibrate(args: argparse.Namespace) -> int:
     from .ingest import enroll_photos
     from .novelty import judge
     from .scan import MIN_SEGMENT, default_workers, scan_video
+    from .scenes import Scenes
+    from .scenes import find as find_scenes
     from .train import fit
 
     name = check_name(args.name)
@@ -206,6 +211,7 @@ def calibrate(args: argparse.Namespace) -> int:
                              '"I am Alice and these are videos of me"')
 
     sequences: list[np.ndarray] = []  # the clip's own landmarks, for the codec basis
+    scenes: Scenes | None = None  # a clip's: the warp reference of each scene
 
     def sign(folder: Path) -> object:
         """Last step in the build folder: the landmark codec's basis, then the signature
@@ -258,6 +264,11 @@ def calibrate(args: argparse.Namespace) -> int:
                                  "warp_source": f"frame {clip.stats['photo_frame']}",
                                  "owner": owner, "consent": consent})
         train, val, test = split(clip)
+        if args.references == "scenes" and cfg.warp:
+            scenes = find_scenes(clip, train, (person.crop, person.neutral),
+                                 clip.stats["photo_frame"])
+            log.info("%d scene(s): training frames warp a frame of their own scene",
+                     len(scenes))
         if clip.points.shape[1:] == (478, 3):
             sequences.append(clip.points)
         source = {"kind": "camera" if args.video is None else "video",
@@ -273,12 +284,13 @@ def calibrate(args: argparse.Namespace) -> int:
              name, len(train), len(val), len(test), cfg.variant, cfg.resolution, tc.steps)
     result = fit(cfg, train, val, tc, device=args.device, init=args.init, work=work,
                  perceptual=args.perceptual, reference=(person.crop, person.neutral),
-                 log=log.info)
+                 log=log.info, scenes=scenes)
     figures = {"steps": result.steps_run, "best_step": result.best_step,
                "best_val_ssim": round(result.best_val_ssim, 4),
                "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),
                "seconds_per_step": round(result.seconds_per_step, 3),
                "batch": tc.batch, "device": args.device, "init": bool(args.init),
+               "references": "photo" if scenes is None else f"{len(scenes)} scene(s)",
                "history": result.history}
     folder = write_enrollment(person, result.generator, test, figures, source, asdict(tc),
                               root, work / "preview.png", sign=sign)

@@ -41,6 +41,7 @@ from ..raster import rasterize
 from ..render.condition import Conditioner, Reference
 from .batches import Batches, default_workers
 from .dataset import Clip
+from .scenes import Scenes, by_scene
 
 
 @dataclass(frozen=True)
@@ -189,12 +190,15 @@ def preview(g: Generator, psi: Tensor | None, data: Clip, conditioner: Condition
 def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: str = "cpu",
         init: Path | None = None, work: Path | None = None, perceptual: Path | None = None,
         reference: Reference | None = None, progress: bool = True,
-        log: Callable[[str], None] = lambda _s: None, watch: Clip | None = None) -> Result:
+        log: Callable[[str], None] = lambda _s: None, watch: Clip | None = None,
+        scenes: Scenes | None = None) -> Result:
     """Train on ``train``, select and stop on ``val``; returns the folded best generator.
     ``reference``: the person's crop and neutral landmarks, which a ``sketch+warp``
-    generator warps (required for one). ``watch``: frames whose SSIM each evaluation
-    records (history ``watch_ssim``) and nothing uses: a benchmark's held-out slice, to
-    see what selecting on ``val`` costs."""
+    generator warps (required for one). ``scenes``: a sketch+warp generator trains and
+    validates each frame on its own scene's reference instead (``scenes.py``); the
+    photo stays what it renders from. ``watch``: frames whose SSIM each evaluation
+    records (history ``watch_ssim``, made from the photo) and nothing uses: a
+    benchmark's held-out slice, to see what selecting on ``val`` costs."""
     from tqdm import tqdm
 
     dev = pick_device(device)
@@ -218,10 +222,12 @@ def fit(cfg: ModelConfig, train: Clip, val: Clip, tc: TrainConfig, *, device: st
         if (work / "state.json").is_file():
             state, best = load_checkpoint(work, m, opt_g, opt_d, cfg, tc)
             log(f"resuming from step {state['step']} in {work}")
-    val_cond = conditioner.batch(val.points)
+    if not cfg.warp:
+        scenes = None  # a sketch generator warps nothing
+    val_cond = conditioner.batch(val.points) if scenes is None else by_scene(scenes, val)
     watch_cond = None if watch is None else conditioner.batch(watch.points)
     workers = default_workers(dev.type) if tc.workers is None else tc.workers
-    batches = Batches(train, conditioner, reference, tc, rng, workers)
+    batches = Batches(train, conditioner, reference, tc, rng, workers, scenes)
     bar = tqdm(total=tc.steps, initial=state["step"], desc="enroll", unit="step",
                disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter() - state["seconds"]
