@@ -82,7 +82,11 @@ def table(data: dict[str, Any]) -> str:
              "exactly the frames the baseline held out, the clip's last 20% (frames "
              "216-269, all of them the man), and enroll him from his frames before them "
              "(the photo chosen among those): the same test as the baseline's, with "
-             "fewer training frames than it had. "
+             "fewer training frames than it had. Rows marked \"scenes\" (calibrate's "
+             "default since 2026-11-27, `--references scenes`) trained each frame on the "
+             "warp render of a frame of its own scene (the photo in the photo's scene); "
+             "the others on the photo's render for every frame. Both render from the "
+             "photo when judged. "
              "SSIM face / rest splits each frame's SSIM map at the landmarks' convex hull "
              "(about a fifth of the crop): what landmarks drive, and the hair, neck and "
              "background they cannot.")

@@ -92,16 +92,19 @@ def test_batches_warp_each_sample_from_its_scene(clip64: Clip) -> None:
 
 
 def test_scenes_train_the_same_in_worker_processes(clip64: Clip) -> None:
-    """A GPU makes batches in worker processes: with scenes too, bit for bit as inline."""
+    """A GPU makes batches in worker processes: with scenes too, bit for bit as inline.
+    A clip of one scene trains exactly as the photo alone does."""
     clip = relit(clip64, len(clip64) // 2)
     train, val, _ = split(clip)
     photo = (clip.crops[0], clip.points[0])
     scenes = find(clip, train, photo, int(clip.index[0]))
+    one = Scenes(np.array([clip.index[0]]), [photo])
     cfg = tiny_config(64, "realtime", "sketch+warp")
     runs = [fit(cfg, train, val, TrainConfig(steps=4, batch=3, eval_every=2, adv_start=2,
                                              workers=w), reference=photo, progress=False,
-                scenes=s) for w, s in ((0, scenes), (2, scenes), (0, None))]
-    inline, pooled, plain = (r.generator.state_dict() for r in runs)
+                scenes=s) for w, s in ((0, scenes), (2, scenes), (0, None), (0, one))]
+    inline, pooled, plain, single = (r.generator.state_dict() for r in runs)
     assert all(torch.equal(inline[k], pooled[k]) for k in inline)
     assert not all(torch.equal(inline[k], plain[k]) for k in inline)  # scenes did something
+    assert all(torch.equal(single[k], plain[k]) for k in plain)
     assert [h["val_ssim"] for h in runs[0].history] == [h["val_ssim"] for h in runs[1].history]
