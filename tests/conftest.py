@@ -76,6 +76,20 @@ def clip64(clip_mp4: Path) -> Any:
         return prepare_clip(read_video(clip_mp4), tracker.track, 64)[0]
 
 
+@pytest.fixture(autouse=True)
+def pinned_minute(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The live watermark's payload carries the current minute. Pin it in every test so a
+    minute turning over mid-test cannot change output pixels or split a detection window
+    (CI once failed on exactly that: a neutral frame compared against one made a minute
+    later). The watermark's own tests use explicit minutes."""
+    from avatar_cam import live
+    from avatar_cam.honesty import watermark
+
+    minute = watermark.minute_now()
+    monkeypatch.setattr(live, "minute_now", lambda unix_s=None: minute)
+    return minute
+
+
 @pytest.fixture
 def env_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AVATAR_CAM_HOME", str(home))
