@@ -46,8 +46,10 @@ def novelty_text(data: dict[str, Any], label: Callable[[str, dict[str, Any]], st
         for key, m in data.get(group, {}).items():
             n = m.get("novelty") if isinstance(m, dict) else None
             if n and "mean" in n:
+                ceiling = (f"; ceiling {n['ceiling']:.3f} against {m['ssim']:.3f} measured"
+                           if "ceiling" in n else "")
                 items.append(f"{label(key, m)} {n['mean']:.3f} (SSIM outside the face "
-                             f"{m['ssim_outside']:.3f})")
+                             f"{m['ssim_outside']:.3f}{ceiling})")
     if not items:
         return ""
     return ("How new each held-out slice is outside the face (part `novelty`; "
@@ -55,4 +57,8 @@ def novelty_text(data: dict[str, Any], label: Callable[[str, dict[str, Any]], st
             "for every held-out frame, the best SSIM outside the landmarks' hull against "
             f"the {NEAR} training frames nearest by thumbnail, averaged: "
             + "; ".join(items) + ". Low means the slice shows a posture, hair or background "
-            "that training never showed, which no face-driven generator can draw.")
+            "that training never showed, which no face-driven generator can draw. The "
+            "ceiling is what a generator would score drawing the face perfectly (SSIM 1 "
+            "inside the landmarks' hull, on average a fifth of the crop) and the rest as "
+            "well as that best training frame: evidence, not a bound, since a generator "
+            "can blend several frames and beat the single best one.")

