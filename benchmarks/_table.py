@@ -130,11 +130,11 @@ def table(data: dict[str, Any]) -> str:
 
 def _case(key: str, m: dict[str, Any]) -> str:
     """A short name for a measured case: Megamind's person or a clip and its split."""
+    seed = f", seed {m['seed']}" if m.get("seed") else ""
     if key.startswith("person"):
         base = " (the baseline's held-out frames)" if m.get("split_kind") == "baseline" else ""
-        return f"Megamind {WHO.get(int(key[6:].split('-')[0]), key)}{base}{_refs(m)}"
+        return f"Megamind {WHO.get(int(key[6:].split('-')[0]), key)}{base}{_refs(m)}{seed}"
     held = "blocks" if m.get("split_kind") == "blocks" else "last 20%"
-    seed = f", seed {m['seed']}" if m.get("seed") else ""
     return f"{m.get('file', key)} ({held}{seed}{_refs(m)})"
 
 
