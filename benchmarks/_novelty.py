@@ -13,16 +13,24 @@ from avatar_cam.calibrate.novelty import NEAR, rest_in_training
 
 Load = Callable[[str], tuple[Clip | None, str]]
 Blocks = Callable[[Clip, str], tuple[Clip, Clip, Clip]]
+Split = Callable[[Clip], tuple[Clip, Clip, Clip]]
 
 
 def part_novelty(data: dict[str, Any], megamind: Load, clip: Load,
-                 blocks: Blocks) -> None:
-    """Adds ``novelty`` to every measured Megamind person and clip in ``data`` (their
-    own split: calibrate's, or ``blocks`` for a ``--split blocks`` run)."""
+                 blocks: Blocks, baseline: Split) -> None:
+    """Adds ``novelty`` to every measured Megamind run and clip in ``data`` (on the split
+    it was measured with: calibrate's, ``baseline`` for a ``--split baseline`` run, or
+    ``blocks`` for a ``--split blocks`` run)."""
     for key, m in data.get("megamind", {}).items():
-        if key.startswith("person") and key[6:].isdigit() and isinstance(m, dict):
-            c, why = megamind(key[6:])
-            m["novelty"] = {"skipped": why} if c is None else rest_in_training(*split(c)[::2])
+        if not (key.startswith("person") and isinstance(m, dict) and "ssim" in m):
+            continue
+        c, why = megamind(key[6:].split("-")[0])
+        if c is None:
+            m["novelty"] = {"skipped": why}
+            continue
+        parts = baseline(c) if m.get("split_kind") == "baseline" else split(c)
+        if len(parts[2]) == m["split"]["held_out"]:
+            m["novelty"] = rest_in_training(parts[0], parts[2])
     for key, m in data.get("clips", {}).items():
         if not isinstance(m, dict) or "ssim" not in m:
             continue
@@ -48,8 +56,10 @@ def novelty_text(data: dict[str, Any], label: Callable[[str, dict[str, Any]], st
             if n and "mean" in n:
                 ceiling = (f"; ceiling {n['ceiling']:.3f} against {m['ssim']:.3f} measured"
                            if "ceiling" in n else "")
-                items.append(f"{label(key, m)} {n['mean']:.3f} (SSIM outside the face "
-                             f"{m['ssim_outside']:.3f}{ceiling})")
+                outside = (f"SSIM outside the face {m['ssim_outside']:.3f}"
+                           if m.get("ssim_outside") is not None else "")
+                ceiling = ceiling[2:] if not outside else ceiling
+                items.append(f"{label(key, m)} {n['mean']:.3f} ({outside}{ceiling})")
     if not items:
         return ""
     return ("How new each held-out slice is outside the face (part `novelty`; "

@@ -90,6 +90,9 @@ def table(data: dict[str, Any]) -> str:
              "SSIM face / rest splits each frame's SSIM map at the landmarks' convex hull "
              "(about a fifth of the crop): what landmarks drive, and the hair, neck and "
              "background they cannot.")
+    verdict = targets_text(data)
+    if verdict:
+        text += "\n\n" + verdict
     if clips_rows(data.get("clips", {}), _split, _f):
         text += "\n\n" + clips_text()
     novelty = novelty_text(data, _case)
@@ -126,6 +129,30 @@ def table(data: dict[str, Any]) -> str:
     text += f"\n\nMachine: {data.get('machine', {}).get('cpu', '?')}, 2 cores shared with " \
             "other jobs (timings are upper bounds)."
     return text
+
+
+def targets_text(data: dict[str, Any]) -> str:
+    """The SSIM targets against the runs made with calibrate's defaults (scenes): the
+    baseline's own test frames, and each Megamind person's own split with its ceiling."""
+    mm = data.get("megamind", {})
+    runs = {k: m for k, m in mm.items() if isinstance(m, dict) and "ssim" in m
+            and m.get("references", "photo") != "photo"}
+    base = [f"{m['ssim']:.3f} (seed {m.get('seed', 0)})" for m in runs.values()
+            if m.get("split_kind") == "baseline"]
+    if not base:
+        return ""
+    own = []
+    for k, m in runs.items():
+        n = m.get("novelty") or {}
+        if m.get("split_kind") != "baseline" and "ceiling" in n:
+            own.append(f"{WHO.get(int(k[6:].split('-')[0]), k)} {m['ssim']:.3f} "
+                       f"(ceiling {n['ceiling']:.3f})")
+    return ("Against the short-clip target (SSIM >= 0.75), with calibrate's defaults: on "
+            "the baseline's own held-out frames " + ", ".join(base) + " (the baseline: "
+            "0.69); on each person's own last 20% " + ", ".join(own) + ". A ceiling "
+            "under 0.75 means that even a perfect face over the best training frame's "
+            "hair, neck and background would miss the target there (see the novelty "
+            "sentence below).")
 
 
 def _case(key: str, m: dict[str, Any]) -> str:

@@ -193,7 +193,7 @@ def part_megamind(args: argparse.Namespace) -> dict[str, Any]:
         report["warp_only"] = warp_only(clip, parts[2], photo)
         report["projection"] = gpu_projection(cfg, report)
         report["frames"] = [int(clip.index[0]), int(clip.index[-1])]
-        if photo is not None:  # part novelty judges calibrate's split only
+        if photo is not None:
             report.update(split_kind="baseline", held_frames=[int(clip.index[i]) for i in (
                 np.flatnonzero(clip.index >= BASELINE_FIRST)[[0, -1]])],
                           novelty=rest_in_training(parts[0], parts[2]))
@@ -380,7 +380,8 @@ def main() -> None:
         if part == "novelty":  # what training shows of each measured held-out slice
             part_novelty(data, lambda who: megamind_clip(256, int(who)),
                          lambda key: clip(CACHE, key, 256),
-                         lambda c, key: blocks_for(CACHE, c, key))
+                         lambda c, key: blocks_for(CACHE, c, key),
+                         lambda c: split_from(c, BASELINE_FIRST)[0])
             write("quality", data, table(data))
             continue
         if part == "enroll-eval":  # what the enroll part trained (on a GPU), judged here
