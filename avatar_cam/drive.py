@@ -31,74 +31,20 @@ from types import TracebackType
 import numpy as np
 
 from . import mesh
+from .geometry import (
+    apply_similarity,
+    face_centre,
+    face_size,
+    fit_similarity,
+    invert_similarity,
+    mean_rotation,
+    smoothstep,
+)
 from .types import N_LANDMARKS, Landmarks, check_points
 
 _RIGID = list(mesh.RIGID)
-_OVAL = list(mesh.FACE_OVAL[:-1])
 _MAX_NEUTRAL_FRAMES = 300  # 10 s at 30 fps; bounds the buffers whatever the timestamps
 _AXIS_RATIO_LIMITS = (0.5, 2.0)  # a wilder per-axis ratio means a bad neutral, not a face
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity with ``dst ~ s * src @ R.T + t`` (Umeyama 1991).
-
-    src, dst: (N, D) corresponding points. Returns s > 0, R (D, D) a proper rotation
-    (det +1, never a reflection) and t (D,). Raises ValueError on degenerate input.
-    """
-    a = np.asarray(src, dtype=np.float64)
-    b = np.asarray(dst, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape or a.shape[0] < a.shape[1]:
-        raise ValueError(f"need two (N, D) point sets with N >= D, got {a.shape}, {b.shape}")
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    xa, xb = a - mu_a, b - mu_b
-    var_a = float((xa**2).sum()) / len(a)
-    if not (math.isfinite(var_a) and var_a > 1e-12) or not np.isfinite(xb).all():
-        raise ValueError("degenerate point set: the source points coincide or are not finite")
-    u, sv, vt = np.linalg.svd(xb.T @ xa / len(a))
-    d = np.ones(a.shape[1])
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    r = (u * d) @ vt
-    s = float((sv * d).sum()) / var_a
-    if not s > 1e-9:
-        raise ValueError("degenerate fit: the destination points coincide")
-    return s, r, mu_b - s * r @ mu_a
-
-
-def apply_similarity(points: np.ndarray, s: float, r: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``s * points @ R.T + t``."""
-    return np.asarray(s * (points @ r.T) + t, dtype=np.float64)
-
-
-def invert_similarity(points: np.ndarray, s: float, r: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Undo :func:`apply_similarity`: ``(points - t) @ R / s``."""
-    return np.asarray((points - t) @ r / s, dtype=np.float64)
-
-
-def mean_rotation(rotations: np.ndarray) -> np.ndarray:
-    """Chordal L2 mean of (K, 3, 3) rotations: the rotation nearest their average matrix."""
-    u, _, vt = np.linalg.svd(np.mean(rotations, axis=0))
-    d = np.ones(u.shape[0])
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    return np.asarray((u * d) @ vt)
-
-
-def smoothstep(x: float) -> float:
-    """0 below 0, 1 above 1, 3x^2 - 2x^3 between (zero slope at both ends)."""
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def face_size(points: np.ndarray) -> tuple[float, float]:
-    """Width and height of the face oval of (478, 3) points, in their units and axes."""
-    oval = np.asarray(points, dtype=np.float64)[_OVAL]
-    return float(np.ptp(oval[:, 0])), float(np.ptp(oval[:, 1]))
-
-
-def face_centre(points: np.ndarray) -> np.ndarray:
-    """The centroid of the rigid points: the pivot for rotations and the head position."""
-    return np.asarray(np.asarray(points, dtype=np.float64)[_RIGID].mean(axis=0))
 
 
 class Adapter:

@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 
 from avatar_cam import mesh
-from avatar_cam.drive import (
-    Adapter,
+from avatar_cam.drive import Adapter
+from avatar_cam.geometry import (
     apply_similarity,
     face_centre,
     face_size,

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from .. import mesh
+from ..geometry import similarity_2x3
 from ..types import Landmarks, check_points
 from .mouth import draw_mouth, fill_polygon, mouth_gap, mouth_width, polygon_area
 
@@ -84,7 +85,7 @@ def extend(face: np.ndarray, warp_mesh: WarpMesh, border: np.ndarray | None = No
     squashes as the far cheek turns away nor drags the neck down with the chin), and the
     border (``border_points(resolution)``, passed in to save recomputing it)."""
     r = warp_mesh.resolution
-    m = _similarity(warp_mesh.anchor, face[_RIGID]).reshape(2, 3)
+    m = similarity_2x3(warp_mesh.anchor, face[_RIGID]).reshape(2, 3)
     margin = RING_MARGIN * r
     ring = np.clip(warp_mesh.ring @ m[:, :2].T + m[:, 2], margin, r - margin)
     return np.concatenate([face, ring, border_points(r) if border is None else border])
@@ -227,19 +228,6 @@ def build_mesh(neutral: np.ndarray, size: tuple[int, int], resolution: int,
     mouth_source = mouth == "source" or (
         mouth == "auto" and mouth_gap(face) > OPEN_NEUTRAL * mouth_width(face))
     return WarpMesh(resolution, tri, ring, face[_RIGID], source, background, bool(mouth_source))
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares rotation + uniform scale + translation taking (K, 2) ``src`` to ``dst``,
-    as [a, b, c, d, e, f] (Umeyama's closed form; the identity when ``src`` is degenerate)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - ms, dst - md
-    var = float((s * s).sum())
-    if var < 1e-9:
-        return np.array([1.0, 0.0, md[0] - ms[0], 0.0, 1.0, md[1] - ms[1]])
-    p = float((s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum()) / var  # scale * cos
-    q = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / var  # scale * sin
-    return np.array([p, -q, md[0] - p * ms[0] + q * ms[1], q, p, md[1] - q * ms[0] - p * ms[1]])
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -397,7 +385,7 @@ class WarpRenderer:
         if polygon_area(face[_INNER]) >= OPEN_TARGET_PX2 * (r / 256.0) ** 2:
             to_source, trim = None, 0.0
             if self._mouth_src is not None:  # the neutral's mouth follows the upper lip
-                to_source = _similarity(face[_UPPER], self._src_upper)
+                to_source = similarity_2x3(face[_UPPER], self._src_upper)
                 # Opened wider than the neutral, its lower rim (a pixel or two of lip
                 # colour inside the tracked contour) would float mid-mouth: trim it.
                 trim = float(np.clip(0.5 * (mouth_gap(face) - self._neutral_gap), 0.0, 2.0))
