@@ -57,6 +57,10 @@ class Adapter:
       avatar's neutral over ``ease_s``.
     ease_in_s: when the face comes back (or the neutral is reset), blend from what was
       shown to the new target over this long instead of jumping.
+    rest: (478, 3) the avatar's resting face in the same pixels, onto which the driver's
+      expression goes (default: ``avatar_neutral``). An enrollment photo that smiles has a
+      smiling neutral; its rest is the same face with the smile taken out, so that the
+      driver's expression replaces the photo's instead of adding to it.
     """
 
     def __init__(
@@ -68,9 +72,12 @@ class Adapter:
         hold_s: float = 1.0,
         ease_s: float = 0.5,
         ease_in_s: float = 0.15,
+        rest: np.ndarray | None = None,
     ) -> None:
         neutral = np.array(avatar_neutral, dtype=np.float32)
         check_points(neutral)
+        rest_shape = neutral if rest is None else np.array(rest, dtype=np.float32)
+        check_points(rest_shape)
         if len(avatar_size) != 2 or not all(int(v) == v and v > 0 for v in avatar_size):
             raise ValueError(f"avatar_size must be (width, height) > 0, got {avatar_size}")
         for name, value in (("neutral_seconds", neutral_seconds), ("hold_s", hold_s),
@@ -78,6 +85,7 @@ class Adapter:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         self.avatar_neutral = neutral.astype(np.float64)
+        self.rest = rest_shape.astype(np.float64)
         self.avatar_size = (int(avatar_size[0]), int(avatar_size[1]))
         self.neutral_seconds = float(neutral_seconds)
         self.hold_s = float(hold_s)
@@ -180,7 +188,7 @@ class Adapter:
         moved = apply_similarity(self._driver_centre[None], s, r, t)[0] - self._driver_centre
         shift = self._s_da * (self._r_da @ moved)
         c = self._avatar_centre
-        out = s * ((self.avatar_neutral + expression - c) @ r_a.T) + c + shift
+        out = s * ((self.rest + expression - c) @ r_a.T) + c + shift
         if not np.isfinite(out).all():
             raise ValueError("non-finite output")
         return np.asarray(out)
@@ -210,11 +218,11 @@ class Adapter:
                     self._ease_from = None
             self._face_out, self._t_face_ns = out, t_capture_ns
         elif self._face_out is None:
-            out = self.avatar_neutral
+            out = self.rest
         else:
             self._lost = True
             u = self._progress(t_capture_ns - self._t_face_ns, self.hold_s, self.ease_s)
-            out = self._face_out + u * (self.avatar_neutral - self._face_out)
+            out = self._face_out + u * (self.rest - self._face_out)
         self._shown = out
         result = Landmarks(seq, t_capture_ns, out.astype(np.float32), self.avatar_size,
                            dict(lm.timings) if lm is not None else {})

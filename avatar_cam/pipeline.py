@@ -1,8 +1,8 @@
 """The live pipeline: the only place that owns threads and wires the stages.
 
-    capture thread:  source.read()                          -> [mailbox] ->
-    drive thread:    tracker.track() + adapter.drive()      -> [mailbox] ->
-    render thread:   renderer.render() + compositor.compose() -> [mailbox] ->
+    capture thread:  source.read()                                      -> [mailbox] ->
+    drive thread:    tracker.track() + adapter.drive() + framer.frame()  -> [mailbox] ->
+    render thread:   renderer.render() + compositor.compose()           -> [mailbox] ->
     caller's thread: pacing at the target fps, sink.send()
 
 Every hand-off is a one-slot mailbox that keeps only the newest item: a slow stage
@@ -20,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from .framing import Placement
 from .types import AvatarFrame, Frame, Landmarks
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ class Mailbox(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
+    @property
+    def pending(self) -> bool:
+        """An item waits to be taken."""
+        with self._cond:
+            return self._item is not None
+
+    @property
+    def drained(self) -> bool:
+        """Closed, and nothing left to take: the consumer is done."""
+        with self._cond:
+            return self._closed and self._item is None
+
 
 class _Source(Protocol):
     fps: float
@@ -77,6 +90,11 @@ class _Adapter(Protocol):
     def close(self) -> None: ...
 
 
+class _Framer(Protocol):
+    def frame(self, lm: Landmarks) -> tuple[Landmarks, Placement]: ...
+    def close(self) -> None: ...
+
+
 class _Renderer(Protocol):
     def render(self, lm: Landmarks) -> np.ndarray: ...
     def close(self) -> None: ...
@@ -84,7 +102,7 @@ class _Renderer(Protocol):
 
 class _Compositor(Protocol):
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
-                face_found: bool = True) -> AvatarFrame: ...
+                face_found: bool = True, placement: Placement | None = None) -> AvatarFrame: ...
     def close(self) -> None: ...
 
 
@@ -98,6 +116,7 @@ class _Driven:
     lm: Landmarks
     face_found: bool
     timings: dict[str, float]
+    placement: Placement | None = None
 
 
 @dataclass
@@ -138,9 +157,10 @@ class Stats:
 
 
 class Pipeline:
-    """Wire source -> tracker -> adapter -> renderer -> compositor -> sink.
+    """Wire source -> tracker -> adapter -> framer -> renderer -> compositor -> sink.
 
     ``tracker=None`` drives from the source's ground-truth landmarks (synthetic source).
+    ``framer=None`` renders the adapter's landmarks as they are, at the layout's place.
     ``pace=True`` sends at most ``fps`` frames per second; ``frames`` stops after that
     many frames reached the sink. ``on_frame`` is called after each send (progress).
     """
@@ -148,10 +168,12 @@ class Pipeline:
     def __init__(self, source: _Source, tracker: _Tracker | None, adapter: _Adapter,
                  renderer: _Renderer, compositor: _Compositor, sink: _Sink, *,
                  fps: float = 30.0, frames: int | None = None, pace: bool = True,
-                 on_frame: Callable[[AvatarFrame], None] | None = None) -> None:
+                 on_frame: Callable[[AvatarFrame], None] | None = None,
+                 framer: _Framer | None = None) -> None:
         if fps <= 0 or fps > 240:
             raise ValueError(f"fps must be in (0, 240], got {fps}")
         self.source, self.tracker, self.adapter = source, tracker, adapter
+        self.framer = framer
         self.renderer, self.compositor, self.sink = renderer, compositor, sink
         self.fps, self.max_frames, self.pace, self.on_frame = fps, frames, pace, on_frame
         self.stats = Stats()
@@ -197,7 +219,7 @@ class Pipeline:
         while not self._stop.is_set():
             frame = self._captured.take(0.05)
             if frame is None:
-                if self._source_done.is_set() and not self._captured_pending():
+                if self._source_done.is_set() and not self._captured.pending:
                     break
                 continue
             timings: dict[str, float] = {}
@@ -219,24 +241,26 @@ class Pipeline:
             t0 = time.perf_counter()
             driven = self.adapter.drive(lm, frame.seq, frame.t_capture_ns)
             timings["drive"] = (time.perf_counter() - t0) * 1e3
-            self._driven.put(_Driven(driven, found, timings))
+            placement = None
+            if self.framer is not None:
+                t0 = time.perf_counter()
+                driven, placement = self.framer.frame(driven)
+                timings["frame"] = (time.perf_counter() - t0) * 1e3
+            self._driven.put(_Driven(driven, found, timings, placement))
         self._driven.close()
-
-    def _captured_pending(self) -> bool:
-        return self._captured._item is not None
 
     def _render_loop(self) -> None:
         while not self._stop.is_set():
             item = self._driven.take(0.05)
             if item is None:
-                if self._driven._closed and self._driven._item is None:
+                if self._driven.drained:
                     break
                 continue
             t0 = time.perf_counter()
             face = self.renderer.render(item.lm)
             t1 = time.perf_counter()
             out = self.compositor.compose(face, item.lm.seq, item.lm.t_capture_ns,
-                                          item.face_found)
+                                          item.face_found, item.placement)
             out.timings = {**item.timings, "render": (t1 - t0) * 1e3,
                            "compose": (time.perf_counter() - t1) * 1e3}
             self._out.put(out)
@@ -260,7 +284,7 @@ class Pipeline:
                     break
                 frame = self._out.take(0.05)
                 if frame is None:
-                    if self._out._closed and self._out._item is None:
+                    if self._out.drained:
                         break
                     continue
                 if self.pace:

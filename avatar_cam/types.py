@@ -43,6 +43,9 @@ class Landmarks:
     points: np.ndarray
     size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
+    # The tracker's word that this face is not the one of the frame before (a cut, another
+    # person, a jump no head makes in one frame): what was learned of the driver is stale.
+    cut: bool = False
 
     def __post_init__(self) -> None:
         check_points(self.points)
@@ -57,6 +60,9 @@ class AvatarFrame:
     image: np.ndarray
     face_found: bool = True
     timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
+    # Where the rendered face square landed, (x0, y0, x1, y1) in output pixels (it may
+    # overhang the frame); None when no face square was composited.
+    face_box: tuple[int, int, int, int] | None = None
 
 
 def check_points(points: np.ndarray) -> None:
