@@ -18,6 +18,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .framing import Placement
 from .types import AvatarFrame
 
 BACKGROUNDS = ("photo", "blur", "plain")
@@ -123,7 +124,7 @@ class Compositor:
         return (w, h)
 
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
-                face_found: bool = True) -> AvatarFrame:
+                face_found: bool = True, placement: Placement | None = None) -> AvatarFrame:
         t0 = time.perf_counter()
         if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 \
                 or face.shape[0] != face.shape[1]:

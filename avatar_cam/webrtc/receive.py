@@ -27,6 +27,7 @@ from aiortc.jitterbuffer import JitterBuffer as JitterBufferBase
 from aiortc.jitterbuffer import JitterFrame
 
 from ..compose import Compositor, make_layout
+from ..framing import Placement
 from ..live import LiveOptions, label_for, watermark_for
 from ..person import Person
 from ..pipeline import Pipeline, SourceEndedError
@@ -244,10 +245,10 @@ class Look:
         return np.asarray(renderer.render(lm))
 
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
-                face_found: bool = True) -> AvatarFrame:
+                face_found: bool = True, placement: Placement | None = None) -> AvatarFrame:
         # The compositor that goes with the renderer that drew this face.
         compositor: Compositor = self._face_for
-        return compositor.compose(face, seq, t_capture_ns, face_found)
+        return compositor.compose(face, seq, t_capture_ns, face_found, placement)
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack
 
+from ..framing import Placement
 from ..types import AvatarFrame, Landmarks
 from .codec import LandmarkEncoder
 
@@ -186,7 +187,8 @@ class LandmarkTap:
         return self._face
 
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
-                face_found: bool = True) -> AvatarFrame:
+                face_found: bool = True, placement: Placement | None = None) -> AvatarFrame:
+        # The sender's framing is not sent: the receiver frames the pose it gets itself.
         return AvatarFrame(seq, t_capture_ns, face, face_found, {})
 
     def send(self, frame: AvatarFrame) -> None:
