@@ -27,17 +27,15 @@ import numpy as np
 
 from .errors import CameraError, VideoError
 from .motion import animate, script
+from .pacing import MAX_LAG_S as MAX_LAG_S  # re-exported: pacing.py is the one pacer
+from .pacing import Clock as Clock
+from .pacing import Pacer as Pacer
+from .pacing import Sleep as Sleep
 from .types import Frame, check_points
 
 DEFAULT_FPS = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
-# A consumer that falls this far behind a paced source is re-anchored rather than fed
-# a catch-up burst of frames it would drop anyway.
-MAX_LAG_S = 0.5
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 
 class SourceEnded(Exception):
@@ -62,30 +60,6 @@ def open_capture(device: int | str) -> VideoCaptureLike:
     if isinstance(device, int):
         return cv2.VideoCapture(device)
     return cv2.VideoCapture(device)
-
-
-class Pacer:
-    """Paces frame ``n`` of a stream to ``t0 + n / fps``; never sleeps for a late reader."""
-
-    def __init__(self, fps: float, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep) -> None:
-        self.period = 1.0 / fps
-        self._clock = clock
-        self._sleep = sleep
-        self._t0: float | None = None
-        self._n = 0
-
-    def wait(self) -> None:
-        """Block until the next frame is due."""
-        now = self._clock()
-        if self._t0 is None:
-            self._t0 = now
-        due = self._t0 + self._n * self.period
-        if now < due:
-            self._sleep(due - now)
-        elif now - due > MAX_LAG_S:
-            self._t0, self._n = now, 0
-        self._n += 1
 
 
 def sane_fps(reported: float, default: float = DEFAULT_FPS) -> float:

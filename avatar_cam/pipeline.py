@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from .framing import Placement
+from .pacing import send_pacer
 from .types import AvatarFrame, Frame, Landmarks
 
 log = logging.getLogger(__name__)
@@ -276,8 +277,7 @@ class Pipeline:
         start = time.perf_counter()
         for t in threads:
             t.start()
-        period = 1.0 / self.fps
-        next_send = start
+        pacer = send_pacer(self.fps)
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and self.stats.frames >= self.max_frames:
@@ -288,11 +288,8 @@ class Pipeline:
                         break
                     continue
                 if self.pace:
-                    delay = next_send - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    # Never bank more than one period of slack: a stall must not cause a burst.
-                    next_send = max(next_send + period, time.perf_counter())
+                    # At most one period of slack is banked: a stall must not cause a burst.
+                    pacer.wait()
                 t0 = time.perf_counter()
                 self.sink.send(frame)
                 sent_ns = time.monotonic_ns()

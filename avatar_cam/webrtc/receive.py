@@ -29,6 +29,7 @@ from aiortc.jitterbuffer import JitterFrame
 from ..compose import Compositor, make_layout
 from ..framing import Placement
 from ..live import LiveOptions, label_for, watermark_for
+from ..pacing import Clock, Pacer, Sleep
 from ..person import Person
 from ..pipeline import Pipeline, SourceEndedError
 from ..raster import rasterize
@@ -158,16 +159,21 @@ class LandmarkReceiver:
 
 
 class JitterSource:
-    """A pipeline source: the receiver's landmarks at ``fps``, as a frame's ``truth``."""
+    """A pipeline source: the receiver's landmarks at ``fps``, as a frame's ``truth``.
 
-    def __init__(self, receiver: LandmarkReceiver, fps: float = 30.0) -> None:
+    Paced like the capture sources (``pacing.Pacer``); ``clock`` and ``sleep`` only pace,
+    the jitter buffer is always sampled at ``time.monotonic_ns()``, its packets' clock.
+    """
+
+    def __init__(self, receiver: LandmarkReceiver, fps: float = 30.0, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.receiver = receiver
         self.fps = fps
+        self._pacer = Pacer(fps, clock, sleep)
         w, h = receiver.basis.size
         # The pipeline reads only the image's size when it drives from ``truth``.
         self._image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))
         self._seq = 0
-        self._t0: float | None = None
         self._closed = False
         self.states: Counter[str] = Counter()
         self.shown: dict[int, float] = {}  # frame seq -> sender ms shown (last 4096)
@@ -175,14 +181,7 @@ class JitterSource:
     def read(self) -> Frame:
         if self._closed:
             raise SourceEndedError("landmark stream closed")
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now
-        due = self._t0 + self._seq / self.fps
-        if due > now:
-            time.sleep(due - now)
-        elif now - due > 0.5:  # a stall: re-anchor rather than burst
-            self._t0, self._seq = now, 0
+        self._pacer.wait()
         points, state, captured, t_sender = self.receiver.sample(time.monotonic_ns())
         self.states[state] += 1
         self.shown[self._seq] = t_sender

@@ -1,0 +1,183 @@
+"""The one pacing rule (avatar_cam.pacing) and its three users: the paced capture
+sources, the receiver's JitterSource and the pipeline's sends.
+
+Everything runs on a fake clock that moves only when someone sleeps or the test says
+time passed, so schedules of seconds take no real time and no real timer is asserted.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from avatar_cam import capture
+from avatar_cam.pacing import MAX_LAG_S, Pacer, send_pacer
+from avatar_cam.person import load_person
+from avatar_cam.webrtc.basis import load_basis
+from avatar_cam.webrtc.receive import JitterSource, LandmarkReceiver
+
+T0 = 100.0
+
+
+class FakeClock:
+    """Monotonic seconds that advance only through ``sleep`` and ``advance``."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0.0, seconds  # a pacer must not call sleep for nothing
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _waits(pacer: Pacer, clock: FakeClock, work: list[float]) -> list[float]:
+    """Times at which each wait() returned; ``work[i]`` is spent before wait ``i``."""
+    out = []
+    for seconds in work:
+        clock.advance(seconds)
+        pacer.wait()
+        out.append(clock.now)
+    return out
+
+
+def test_capture_reexports_the_shared_pacer() -> None:
+    assert capture.Pacer is Pacer and capture.MAX_LAG_S == MAX_LAG_S
+
+
+def test_frames_are_due_on_schedule_whatever_the_reader_spends() -> None:
+    clock = FakeClock()
+    times = _waits(Pacer(10.0, clock, clock.sleep), clock, [0.0, 0.0, 0.03, 0.099, 0.0])
+    assert times == pytest.approx([T0 + n * 0.1 for n in range(5)])
+
+
+def test_a_late_reader_is_not_slept_for_and_the_schedule_is_kept() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock, clock.sleep)
+    # Frame 1 comes 0.25 s late (under MAX_LAG_S): frames 1-3 go at once to catch up,
+    # frame 4 is back on the original schedule.
+    times = _waits(pacer, clock, [0.0, 0.35, 0.0, 0.0, 0.0])
+    assert times[1:4] == pytest.approx([T0 + 0.35] * 3)
+    assert clock.sleeps == [pytest.approx(0.05)]
+    assert times[4] == pytest.approx(T0 + 0.4)
+
+
+@pytest.mark.parametrize("stall_s", [MAX_LAG_S + 0.05, 5.0])
+def test_a_stall_reanchors_instead_of_bursting(stall_s: float) -> None:
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock, clock.sleep)
+    times = _waits(pacer, clock, [0.0, 0.1 + stall_s, 0.0, 0.0, 0.0])
+    # The late frame goes at once; the ones after it are a period apart from it.
+    resumed = T0 + 0.1 + stall_s
+    assert times[1:] == pytest.approx([resumed + n * 0.1 for n in range(4)])
+    assert clock.sleeps == [pytest.approx(0.1)] * 3
+
+
+def test_max_lag_is_the_only_difference_between_callers() -> None:
+    # The same 0.25 s of lateness: caught up by a source, forgotten by the sends.
+    late = [0.0, 0.35, 0.0, 0.0]
+    source_clock, send_clock = FakeClock(), FakeClock()
+    source = _waits(Pacer(10.0, source_clock, source_clock.sleep), source_clock, late)
+    sends = _waits(send_pacer(10.0, send_clock, send_clock.sleep), send_clock, late)
+    assert source[2:] == pytest.approx([T0 + 0.35, T0 + 0.35])
+    assert sends[2:] == pytest.approx([T0 + 0.45, T0 + 0.55])
+
+
+def _old_pipeline_sends(fps: float, ready: list[float]) -> list[float]:
+    """Pipeline.run's send pacing before pacing.py, kept as the oracle for the sends:
+    ``next_send = max(next_send + period, now)`` after each send, anchored at the first."""
+    period, next_send = 1.0 / fps, ready[0]
+    out: list[float] = []
+    for t in ready:
+        now = max(t, out[-1] if out else t)
+        now = max(now, next_send)
+        out.append(now)
+        next_send = max(next_send + period, now)
+    return out
+
+
+def _sends(fps: float, ready: list[float]) -> list[float]:
+    """When send_pacer lets each frame go, frame ``i`` being ready at ``ready[i]``."""
+    clock = FakeClock()
+    clock.now = ready[0]
+    pacer = send_pacer(fps, clock, clock.sleep)
+    out = []
+    for t in ready:
+        clock.now = max(clock.now, t)  # the caller's thread takes a frame once it's ready
+        pacer.wait()
+        out.append(clock.now)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sends_pace_as_the_pipeline_did_through_jitter(seed: int) -> None:
+    # A renderer faster than fps with up to a period of jitter: the same send times as
+    # the old rule, exactly fps apart on average and never two inside one period early.
+    rng = random.Random(seed)
+    fps, period = 30.0, 1.0 / 30.0
+    ready = [T0 + n * period + rng.uniform(0.0, 0.99 * period) for n in range(300)]
+    sends = _sends(fps, ready)
+    assert sends == pytest.approx(_old_pipeline_sends(fps, ready))
+    assert all(s >= t for s, t in zip(sends, ready, strict=True))  # never sent early
+    assert sends[-1] - sends[0] == pytest.approx(299 * period, abs=period)
+
+
+def test_sends_of_a_fast_renderer_are_one_period_apart() -> None:
+    ready = [T0 + n * 0.001 for n in range(60)]  # everything ready at once
+    sends = _sends(30.0, ready)
+    assert np.diff(sends) == pytest.approx(np.full(59, 1.0 / 30.0))
+
+
+def test_sends_after_a_stall_are_paced_not_burst() -> None:
+    period = 1.0 / 30.0
+    # Frames 0-9 on time, then the renderer stalls for 0.3 s and is fast afterwards.
+    ready = [T0 + n * period for n in range(10)] + [T0 + 10 * period + 0.3 + n * 0.001
+                                                    for n in range(10)]
+    sends = _sends(30.0, ready)
+    resumed = ready[10]
+    assert sends[10] == pytest.approx(resumed)  # the late frame goes at once
+    # ...and the rest a period apart from it: the old rule let one more go at once.
+    assert sends[11:] == pytest.approx([resumed + n * period for n in range(1, 10)])
+    assert _old_pipeline_sends(30.0, ready)[11] == pytest.approx(ready[11])
+
+
+@pytest.mark.parametrize(("fps", "max_lag_s"), [(0.0, 0.5), (float("nan"), 0.5),
+                                                (-30.0, 0.5), (30.0, -0.1)])
+def test_bad_rates_are_refused_with_the_value(fps: float, max_lag_s: float) -> None:
+    with pytest.raises(ValueError, match="fps|max_lag_s"):
+        Pacer(fps, max_lag_s=max_lag_s)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> LandmarkReceiver:
+    basis = load_basis(load_person("demo").folder)
+    assert basis is not None
+    return LandmarkReceiver(basis)
+
+
+def test_jitter_source_is_paced_by_the_shared_rule(receiver: LandmarkReceiver) -> None:
+    clock = FakeClock()
+    source = JitterSource(receiver, fps=10.0, clock=clock, sleep=clock.sleep)
+    times, seqs = [], []
+    for work in [0.0, 0.0, 0.03, 2.0, 0.0, 0.0]:  # a 2 s stall before frame 3
+        clock.advance(work)
+        frame = source.read()
+        times.append(clock.now)
+        seqs.append(frame.seq)
+        assert frame.truth is not None and frame.truth.shape == (478, 3)
+    stalled = T0 + 0.2 + 2.0  # frame 2 left at T0 + 0.2, frame 3 came 2 s after it
+    assert times[:3] == pytest.approx([T0, T0 + 0.1, T0 + 0.2])
+    assert times[3:] == pytest.approx([stalled, stalled + 0.1, stalled + 0.2])
+    # Frame numbers go on through the re-anchoring: seq is the stream's, not the schedule's.
+    assert seqs == list(range(6))
+    assert sorted(source.shown) == seqs
+    source.close()
