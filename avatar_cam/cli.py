@@ -33,7 +33,13 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
     p.add_argument("--frames", type=int_in(1, 10**9, "frames"), help="stop after N output frames")
     p.add_argument("--size", type=size_in((16, 16), (7680, 4320)), default=(1280, 720),
                    help="output size (1280x720)")
-    p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo")
+    p.add_argument("--background", choices=("photo", "blur", "plain"), default="photo",
+                   help="photo (default): the enrollment photo; blur: it blurred behind the "
+                        "sharp person; plain: the person on grey")
+    p.add_argument("--framing", choices=("follow", "fixed"), default="follow",
+                   help="follow (default): the picture follows your head about your "
+                        "resting place, re-centring slowly, never cutting the head; fixed: "
+                        "the head stays where the enrollment photo frames it")
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
     p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="auto",
@@ -125,7 +131,8 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
                             track=not getattr(args, "no_track", False),
                             renderer=args.renderer, backend=args.backend,
                             precision=args.precision, label=not args.no_label,
-                            label_corner=args.label_corner, label_size=args.label_size)
+                            label_corner=args.label_corner, label_size=args.label_size,
+                            framing=args.framing)
     if source_kind == "demo":
         source: Any = live.demo_source(person, args.fps, realtime=True)
     else:

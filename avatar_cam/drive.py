@@ -19,7 +19,11 @@ proportion to the avatar's narrower face, not by the driver's pixels.
 
 The driver's neutral is learned from the first ``neutral_seconds`` of face frames: each
 frame is pose-normalized onto the first, the per-coordinate median of those shapes is
-the neutral shape, placed at the median position and scale and mean rotation.
+the neutral shape, placed at the median position and scale and mean rotation. When the
+tracker says the face is not the one before (``Landmarks.cut``: a camera cut, another
+person, a jump no head makes), that neutral belongs to someone or somewhere else: it is
+re-learned from the next ``relearn_s`` of frames, and the output eases from what was
+shown over ``cut_ease_s`` instead of jumping.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Adapter:
       avatar's neutral over ``ease_s``.
     ease_in_s: when the face comes back (or the neutral is reset), blend from what was
       shown to the new target over this long instead of jumping.
+    relearn_s, cut_ease_s: after a cut (``Landmarks.cut``), the driver's neutral is
+      re-learned over ``relearn_s`` and the output eases to it over ``cut_ease_s``.
     rest: (478, 3) the avatar's resting face in the same pixels, onto which the driver's
       expression goes (default: ``avatar_neutral``). An enrollment photo that smiles has a
       smiling neutral; its rest is the same face with the smile taken out, so that the
@@ -73,6 +79,8 @@ class Adapter:
         ease_s: float = 0.5,
         ease_in_s: float = 0.15,
         rest: np.ndarray | None = None,
+        relearn_s: float = 0.5,
+        cut_ease_s: float = 0.4,
     ) -> None:
         neutral = np.array(avatar_neutral, dtype=np.float32)
         check_points(neutral)
@@ -81,7 +89,8 @@ class Adapter:
         if len(avatar_size) != 2 or not all(int(v) == v and v > 0 for v in avatar_size):
             raise ValueError(f"avatar_size must be (width, height) > 0, got {avatar_size}")
         for name, value in (("neutral_seconds", neutral_seconds), ("hold_s", hold_s),
-                            ("ease_s", ease_s), ("ease_in_s", ease_in_s)):
+                            ("ease_s", ease_s), ("ease_in_s", ease_in_s),
+                            ("relearn_s", relearn_s), ("cut_ease_s", cut_ease_s)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         self.avatar_neutral = neutral.astype(np.float64)
@@ -91,6 +100,11 @@ class Adapter:
         self.hold_s = float(hold_s)
         self.ease_s = float(ease_s)
         self.ease_in_s = float(ease_in_s)
+        self.relearn_s = float(relearn_s)
+        self.cut_ease_s = float(cut_ease_s)
+        self.cuts = 0  # driver changes seen (the neutral re-learned each time)
+        self._window_s = self.neutral_seconds  # how long the current neutral is learned
+        self._ease_len_s = self.ease_in_s  # how long the current ease-in lasts
         self._avatar_centre = face_centre(self.avatar_neutral)
         self._avatar_wh = face_size(self.avatar_neutral)
         # Output state survives reset_neutral(); the neutral state below does not.
@@ -104,8 +118,12 @@ class Adapter:
 
     # -- neutral estimation -------------------------------------------------------------
 
-    def reset_neutral(self) -> None:
-        """Learn the driver's neutral afresh, starting with the next face frame."""
+    def reset_neutral(self, seconds: float | None = None, ease_s: float | None = None) -> None:
+        """Learn the driver's neutral afresh, starting with the next face frame, over
+        ``seconds`` (default ``neutral_seconds``); the output eases to the new mapping
+        over ``ease_s`` (default ``ease_in_s``)."""
+        self._window_s = self.neutral_seconds if seconds is None else float(seconds)
+        self._ease_len_s = self.ease_in_s if ease_s is None else float(ease_s)
         self._ref: np.ndarray | None = None  # first frame: the frame shapes are normalized to
         self._t_first_ns = 0
         self._driver_size: tuple[int, int] | None = None
@@ -127,7 +145,7 @@ class Adapter:
     def _learn(self, p: np.ndarray, t_ns: int) -> None:
         if self._ref is None:
             self._ref, self._t_first_ns = p, t_ns
-        elif self._n and (t_ns - self._t_first_ns) * 1e-9 > self.neutral_seconds:
+        elif self._n and (t_ns - self._t_first_ns) * 1e-9 > self._window_s:
             self._learning = False
             self._update_neutral()
             return
@@ -202,6 +220,9 @@ class Adapter:
         t0 = time.perf_counter()
         target: np.ndarray | None = None
         if lm is not None:
+            if lm.cut and self._driver_neutral is not None:
+                self.cuts += 1
+                self.reset_neutral(self.relearn_s, self.cut_ease_s)
             try:
                 target = self._target(lm, t_capture_ns)
             except (ValueError, np.linalg.LinAlgError):
@@ -212,10 +233,11 @@ class Adapter:
             self._lost = self._pending_ease = False
             out = target
             if self._ease_from is not None:
-                u = self._progress(t_capture_ns - self._t_ease_ns, 0.0, self.ease_in_s)
+                u = self._progress(t_capture_ns - self._t_ease_ns, 0.0, self._ease_len_s)
                 out = self._ease_from + u * (target - self._ease_from)
                 if u >= 1.0:
                     self._ease_from = None
+                    self._ease_len_s = self.ease_in_s  # a cut's longer ease is spent
             self._face_out, self._t_face_ns = out, t_capture_ns
         elif self._face_out is None:
             out = self.rest

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from .capture import SyntheticSource, VideoFileSource, WebcamSource
-from .compose import Compositor, make_layout
+from .compose import Compositor, Layout, frame_layout
 from .drive import Adapter
 from .errors import ModelError
+from .framing import Framer, FramingConfig
 from .honesty.label import Label
 from .honesty.signing import model_fingerprint
 from .honesty.watermark import Watermarker, make_payload, minute_now
@@ -47,6 +48,9 @@ class LiveOptions:
     label: bool = True  # the visible "AI avatar" badge; off only by explicit choice
     label_corner: str = "br"  # tl | tr | bl | br
     label_size: float = 0.045  # badge height / frame height
+    # follow: the head moves with the driver about the driver's resting place, within soft
+    # limits that keep it whole in the frame; fixed: it stays where the photo frames it.
+    framing: str = "follow"
 
 
 def demo_source(person: Person, fps: float, realtime: bool = True,
@@ -86,8 +90,8 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
         tracker = MediaPipeTracker() if opts.track else None
         opened.append(tracker)
         adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
-        layout = make_layout(person.photo, person.crop_to_photo, person.crop_size,
-                             opts.out_size, opts.background)
+        layout = avatar_layout(person, opts)
+        framer = framer_for(person, layout, opts)
         compositor = Compositor(layout, label=label_for(opts),
                                 **watermark_for(person, opts.out_size))
         opened.append(compositor)
@@ -99,7 +103,21 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
         raise
     return Pipeline(source, tracker, adapter, opened[0], compositor,  # type: ignore[arg-type]
                     sink, fps=opts.fps, frames=opts.frames, pace=opts.pace,
-                    on_frame=on_frame)
+                    on_frame=on_frame, framer=framer)
+
+
+def avatar_layout(person: Person, opts: LiveOptions) -> Layout:
+    """The output framed as the person's photo frames them (compose.frame_layout)."""
+    return frame_layout(person.photo, person.crop_to_photo, person.crop_size, person.neutral,
+                        opts.out_size, opts.background)
+
+
+def framer_for(person: Person, layout: Layout, opts: LiveOptions) -> Framer:
+    """The framer for ``layout``: the picture follows the head (or stays: ``fixed``)."""
+    if layout.head is None:
+        raise ValueError("the framer needs a layout that knows where the head is")
+    return Framer(person.neutral, layout.side / person.crop_size, layout.head, opts.out_size,
+                  FramingConfig(mode=opts.framing))
 
 
 def renderer_kind(person: Person, requested: str) -> str:
@@ -152,8 +170,8 @@ def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
 
 def close_all(pipeline: Pipeline) -> None:
     """Close every stage of a pipeline, the sink and the source last-in first-out."""
-    for stage in (pipeline.sink, pipeline.compositor, pipeline.renderer, pipeline.adapter,
-                  pipeline.tracker, pipeline.source):
+    for stage in (pipeline.sink, pipeline.compositor, pipeline.renderer, pipeline.framer,
+                  pipeline.adapter, pipeline.tracker, pipeline.source):
         if stage is not None:
             # closing must reach every stage even if one fails
             with contextlib.suppress(Exception):
