@@ -34,6 +34,7 @@ import numpy as np
 from .. import mesh
 from ..geometry import similarity_2x3
 from ..types import Landmarks, check_points
+from .eyes import Eyes
 from .mouth import draw_mouth, fill_polygon, mouth_gap, mouth_width, polygon_area
 
 MouthMode = Literal["auto", "source", "drawn"]
@@ -329,6 +330,10 @@ class WarpRenderer:
             # where it reaches and the drawn cavity elsewhere.
             inner = (fill_polygon((r, r), self.mesh.source[_INNER] - 0.5) * 255).astype(np.uint8)
             self._mouth_src = np.dstack([self._src, inner])
+        # The warp moves the eyeball without its irises; render() draws them back at the
+        # target's iris points, inside its lids (see render/eyes.py).
+        self._eyes = Eyes(self._src, neutral[:, :2].astype(np.float64) * (r / np.array(size)))
+        self._src = self._eyes.eyeball
         self._neutral_gap = mouth_gap(self.mesh.source[:N_FACE])
         self._src_tri = self.mesh.source[self.mesh.triangles]  # (T, 3, 2)
         self._src_upper = self.mesh.source[_UPPER]
@@ -390,6 +395,7 @@ class WarpRenderer:
                 # colour inside the tracked contour) would float mid-mouth: trim it.
                 trim = float(np.clip(0.5 * (mouth_gap(face) - self._neutral_gap), 0.0, 2.0))
             draw_mouth(out, face, self._mouth_src, to_source, trim)
+        self._eyes.paint(out, np.clip(pts[:, :2] * np.array([r / w, r / h]), -r, 2.0 * r))
         return out
 
     def close(self) -> None:
