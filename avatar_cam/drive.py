@@ -34,7 +34,7 @@ from types import TracebackType
 
 import numpy as np
 
-from . import mesh
+from . import mesh, pose
 from .geometry import (
     apply_similarity,
     face_centre,
@@ -51,6 +51,51 @@ _MAX_NEUTRAL_FRAMES = 300  # 10 s at 30 fps; bounds the buffers whatever the tim
 _AXIS_RATIO_LIMITS = (0.5, 2.0)  # a wilder per-axis ratio means a bad neutral, not a face
 
 
+# Per eye: its contour, the mid upper and lower lid points, the two corners.
+_EYES = tuple((np.array(contour[:-1], dtype=np.intp), lids, corners)
+              for contour, lids, corners in ((mesh.RIGHT_EYE, (159, 145), (33, 133)),
+                                             (mesh.LEFT_EYE, (386, 374), (263, 362))))
+_MAX_EYE_GAIN = 3.0  # a wilder gain means a bad neutral (eyes shut while it was learned)
+
+
+def _opening(q: np.ndarray, lids: tuple[int, int], corners: tuple[int, int]) -> float:
+    gap = np.linalg.norm(q[lids[0], :2] - q[lids[1], :2])
+    return float(gap / max(float(np.linalg.norm(q[corners[0], :2] - q[corners[1], :2])), 1e-6))
+
+
+def _eye_weights(rest: np.ndarray) -> list[np.ndarray]:
+    """Per eye, (478,) how much each point moves with the lids: 1 within 0.3 eye widths of
+    the eye's centre, fading to 0 at 0.9 (lid skin and crease go with the lid), 0 for
+    the iris (the gaze is the driver's own)."""
+    out = []
+    for contour, _, corners in _EYES:
+        centre = rest[contour, :2].mean(axis=0)
+        width = float(np.linalg.norm(rest[corners[0], :2] - rest[corners[1], :2]))
+        d = np.linalg.norm(rest[:, :2] - centre, axis=1) / max(0.6 * width, 1e-6)
+        near = np.clip(1.5 - d, 0.0, 1.0)
+        near[468:] = 0.0
+        out.append(near)
+    return out
+
+
+def _lids(face: np.ndarray, rest: np.ndarray, posed: np.ndarray, neutral: np.ndarray,
+          weights: list[np.ndarray]) -> np.ndarray:
+    """``face`` (rest + expression) with each eye's lids as far apart, in proportion to
+    the avatar's resting eye, as the driver's are in proportion to theirs: the lid motion
+    near the eye is gained to reach that opening. Moving lids by the driver's pixels
+    (rescaled by face height) leaves an avatar whose eyes rest wider open than the
+    driver's a third open on a full blink."""
+    out = face.copy()
+    for (_, lids, corners), near in zip(_EYES, weights, strict=True):
+        resting, now = _opening(rest, lids, corners), _opening(face, lids, corners)
+        want = resting * _opening(posed, lids, corners) / max(
+            _opening(neutral, lids, corners), 1e-6)
+        if abs(resting - now) > 1e-3:
+            gain = min(max((resting - want) / (resting - now), 0.0), _MAX_EYE_GAIN)
+            out += ((gain - 1.0) * near)[:, None] * (face - rest)
+    return out
+
+
 class Adapter:
     """Drives the avatar's neutral face with the driver's head pose and expression.
 
@@ -63,6 +108,9 @@ class Adapter:
       shown to the new target over this long instead of jumping.
     relearn_s, cut_ease_s: after a cut (``Landmarks.cut``), the driver's neutral is
       re-learned over ``relearn_s`` and the output eases to it over ``cut_ease_s``.
+    recentre_s: when set, the head's position and size are taken relative to a resting
+      place that re-centres on the driver with this time constant (auto-framing); None
+      keeps them relative to the neutral learned first.
     rest: (478, 3) the avatar's resting face in the same pixels, onto which the driver's
       expression goes (default: ``avatar_neutral``). An enrollment photo that smiles has a
       smiling neutral; its rest is the same face with the smile taken out, so that the
@@ -81,6 +129,7 @@ class Adapter:
         rest: np.ndarray | None = None,
         relearn_s: float = 0.5,
         cut_ease_s: float = 0.4,
+        recentre_s: float | None = None,
     ) -> None:
         neutral = np.array(avatar_neutral, dtype=np.float32)
         check_points(neutral)
@@ -95,11 +144,15 @@ class Adapter:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         self.avatar_neutral = neutral.astype(np.float64)
         self.rest = rest_shape.astype(np.float64)
+        self._eye_weights = _eye_weights(self.rest)
         self.avatar_size = (int(avatar_size[0]), int(avatar_size[1]))
         self.neutral_seconds = float(neutral_seconds)
         self.hold_s = float(hold_s)
         self.ease_s = float(ease_s)
         self.ease_in_s = float(ease_in_s)
+        if recentre_s is not None and not (math.isfinite(recentre_s) and recentre_s > 0):
+            raise ValueError(f"recentre_s must be a finite number > 0, got {recentre_s}")
+        self.recentre_s = recentre_s
         self.relearn_s = float(relearn_s)
         self.cut_ease_s = float(cut_ease_s)
         self.cuts = 0  # driver changes seen (the neutral re-learned each time)
@@ -133,6 +186,9 @@ class Adapter:
         self._scales = np.empty(_MAX_NEUTRAL_FRAMES)
         self._rotations = np.empty((_MAX_NEUTRAL_FRAMES, 3, 3))
         self._centres = np.empty((_MAX_NEUTRAL_FRAMES, 3))
+        self._rest_move = np.zeros(3)  # the driver's resting place, relative to the neutral
+        self._rest_log_s = 0.0
+        self._t_rest_ns: int | None = None
         self._driver_neutral: np.ndarray | None = None
         # The first output after a reset is the avatar's neutral: blend to it, don't jump.
         self._pending_ease = self._shown is not None
@@ -198,18 +254,37 @@ class Adapter:
             raise ValueError("no driver neutral")
         s, r, t = fit_similarity(nd[_RIGID], p[_RIGID])
         # Expression in the driver neutral's frame, then in the avatar's axes and units.
-        expression = invert_similarity(p, s, r, t) - nd
-        expression = (expression @ self._r_da.T) * self._axis_gain
+        posed = invert_similarity(p, s, r, t)
+        expression = (posed - nd) @ self._r_da.T * self._axis_gain
+        face = _lids(self.rest + expression, self.rest, posed, nd, self._eye_weights)
         # Relative pose, re-expressed in the avatar's frame: rotation conjugated by the
         # neutral-to-neutral rotation, face-centre translation scaled to avatar pixels.
         r_a = self._r_da @ r @ self._r_da.T
+        # Past what one photo renders without tearing, the turn eases off (pose.py).
+        r_a = pose.soften(r_a)
         moved = apply_similarity(self._driver_centre[None], s, r, t)[0] - self._driver_centre
+        moved, s_rel = self._recentre(moved, s, t_ns)
         shift = self._s_da * (self._r_da @ moved)
         c = self._avatar_centre
-        out = s * ((self.rest + expression - c) @ r_a.T) + c + shift
+        out = s_rel * ((face - c) @ r_a.T) + c + shift
         if not np.isfinite(out).all():
             raise ValueError("non-finite output")
         return np.asarray(out)
+
+    def _recentre(self, moved: np.ndarray, s: float, t_ns: int) -> tuple[np.ndarray, float]:
+        """The head's move and scale relative to a resting place that follows the driver
+        slowly (an exponential average, time constant ``recentre_s``): someone who
+        settles somewhere else is, after a while, where their neutral was."""
+        if self.recentre_s is None:
+            return moved, s
+        log_s = math.log(s)
+        if self._t_rest_ns is not None and not self._learning:
+            dt = min(max((t_ns - self._t_rest_ns) * 1e-9, 0.0), 1.0)
+            a = 1.0 - math.exp(-dt / self.recentre_s)
+            self._rest_move += a * (moved - self._rest_move)
+            self._rest_log_s += a * (log_s - self._rest_log_s)
+        self._t_rest_ns = t_ns
+        return moved - self._rest_move, math.exp(log_s - self._rest_log_s)
 
     def drive(self, lm: Landmarks | None, seq: int, t_capture_ns: int) -> Landmarks:
         """The avatar's landmarks for this frame; ``lm=None`` means no face was found.

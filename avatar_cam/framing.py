@@ -11,10 +11,11 @@ the square's edge. So ``Framer.frame`` splits them:
 - a ``Placement``: the move of the whole picture in the output (shift, and zoom about
   the head's resting centre), which the compositor applies as a camera that follows.
 
-In ``follow`` mode the placement follows the head's motion relative to a resting place
-that re-centres slowly (an exponential average with time constant ``recentre_s``, the
-way call apps auto-frame), within soft limits: each shift and the zoom pass through a
-soft knee (``soft_limit``: slope 1 near rest, never past the limit) whose limits keep
+In ``follow`` mode the placement follows the head's motion (relative to the driver's
+resting place, which the adapter re-centres slowly, as call apps auto-frame: when the
+driver is gone the adapter eases to rest, and so the picture to the photo's framing),
+within soft limits: each shift and the zoom pass through a soft knee
+(``soft_limit``: slope 1 near rest, never past the limit) whose limits keep
 the whole head, hair included, inside the frame with ``margin`` to spare. In ``fixed``
 mode the head stays where the enrollment photo frames it. Either way, the head matte
 follows the head's turns inside its square (``Placement.head``).
@@ -60,8 +61,8 @@ class FramingConfig:
     """How the picture follows the head.
 
     mode: follow | fixed.
-    recentre_s: time constant (s) of the resting place: an offset held this long is
-      about two-thirds re-centred.
+    recentre_s: time constant (s) of the driver's resting place (the adapter's): an
+      offset held this long is about two-thirds re-centred.
     margin: of the output height, kept between the head (hair included) and the edges.
     zoom: (least, most) zoom of the picture when the driver leans back / in.
     """
@@ -112,9 +113,6 @@ class Framer:
         self._k0 = float(crop_to_out)
         self._head = tuple(float(v) for v in head)
         self._size = (int(out_size[0]), int(out_size[1]))
-        self._rest = np.zeros(2)  # resting offset of the head, crop pixels
-        self._rest_log_s = 0.0  # resting log scale
-        self._t_ns: int | None = None
         self.placement = Placement()  # the last one made (for stats and tests)
 
     def _limits(self, zoom: float) -> tuple[float, float, float, float]:
@@ -128,14 +126,8 @@ class Framer:
         return (min(0.0, m - (cx - hw)), max(0.0, w - m - (cx + hw)),
                 min(0.0, m - (cy - hh)), max(0.0, h - m - (cy + hh)))
 
-    def _place(self, offset: np.ndarray, log_s: float, t_ns: int) -> tuple[float, float, float]:
+    def _place(self, offset: np.ndarray, log_s: float) -> tuple[float, float, float]:
         cfg = self.config
-        if self._t_ns is not None:
-            dt = min(max((t_ns - self._t_ns) * 1e-9, 0.0), 1.0)
-            a = 1.0 - math.exp(-dt / cfg.recentre_s)
-            self._rest += a * (offset - self._rest)
-            self._rest_log_s += a * (log_s - self._rest_log_s)
-        self._t_ns = t_ns
         x0, y0, x1, y1 = self._head
         w, h = self._size
         m = cfg.margin * h
@@ -143,9 +135,9 @@ class Framer:
         fit = min((w - 2 * m) / max(x1 - x0, 1e-6), (h - 2 * m) / max(y1 - y0, 1e-6))
         lo_z = math.log(min(cfg.zoom[0], 1.0))
         hi_z = math.log(max(1.0, min(cfg.zoom[1], fit)))
-        zoom = math.exp(soft_limit(log_s - self._rest_log_s, lo_z, hi_z))
+        zoom = math.exp(soft_limit(log_s, lo_z, hi_z))
         lo_x, hi_x, lo_y, hi_y = self._limits(zoom)
-        d = self._k0 * (offset - self._rest)
+        d = self._k0 * offset
         return zoom, soft_limit(float(d[0]), lo_x, hi_x), soft_limit(float(d[1]), lo_y, hi_y)
 
     def frame(self, lm: Landmarks) -> tuple[Landmarks, Placement]:
@@ -163,7 +155,7 @@ class Framer:
         if self.config.mode == "fixed":
             placement = Placement(head=flat)
         else:
-            k, dx, dy = self._place((c - self._centre)[:2], math.log(s), lm.t_capture_ns)
+            k, dx, dy = self._place((c - self._centre)[:2], math.log(s))
             placement = Placement(k, dx, dy, flat)
         self.placement = placement
         out = Landmarks(lm.seq, lm.t_capture_ns, centred.astype(np.float32), lm.size,

@@ -18,6 +18,7 @@ from .capture import SyntheticSource, VideoFileSource, WebcamSource
 from .compose import Compositor, Layout, frame_layout
 from .drive import Adapter
 from .errors import ModelError
+from .expression import resting_face
 from .framing import Framer, FramingConfig
 from .honesty.label import Label
 from .honesty.signing import model_fingerprint
@@ -87,9 +88,11 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
 
     opened: list[Any] = [open_renderer(person, opts)]
     try:
-        tracker = MediaPipeTracker() if opts.track else None
+        # A face under 40 px tall or mostly off the picture drives nothing: the avatar
+        # holds, then eases to rest, as when no face is found (counted in the stats).
+        tracker = MediaPipeTracker(min_face_px=40, max_outside=0.25) if opts.track else None
         opened.append(tracker)
-        adapter = Adapter(person.neutral, (person.crop_size, person.crop_size))
+        adapter = adapter_for(person, opts)
         layout = avatar_layout(person, opts)
         framer = framer_for(person, layout, opts)
         compositor = Compositor(layout, label=label_for(opts),
@@ -104,6 +107,14 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
     return Pipeline(source, tracker, adapter, opened[0], compositor,  # type: ignore[arg-type]
                     sink, fps=opts.fps, frames=opts.frames, pace=opts.pace,
                     on_frame=on_frame, framer=framer)
+
+
+def adapter_for(person: Person, opts: LiveOptions) -> Adapter:
+    """The adapter onto the person's resting face (the photo's smile or open mouth taken
+    out, so the driver's expression replaces it), re-centring as the framing follows."""
+    return Adapter(person.neutral, (person.crop_size, person.crop_size),
+                   rest=resting_face(person.neutral),
+                   recentre_s=FramingConfig().recentre_s if opts.framing == "follow" else None)
 
 
 def avatar_layout(person: Person, opts: LiveOptions) -> Layout:

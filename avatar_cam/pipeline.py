@@ -311,6 +311,12 @@ class Pipeline:
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.dropped = (self._captured.overwritten + self._driven.overwritten
                                   + self._out.overwritten)
+            counts = getattr(self.tracker, "counts", None)  # why faces were not used
+            if counts:
+                self.stats.extra["tracker"] = dict(counts)
+            cuts = getattr(self.adapter, "cuts", 0)
+            if cuts:
+                self.stats.extra["driver_changes"] = cuts
         if self._errors:
             raise self._errors[0]
         return self.stats

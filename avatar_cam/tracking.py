@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,8 +20,10 @@ import cv2
 import numpy as np
 
 from .colours import colours
+from .mesh import FACE_OVAL
 from .types import N_LANDMARKS, Frame, Landmarks
 
+_OVAL = list(FACE_OVAL[:-1])
 # What no head does between two frames (see MediaPipeTracker._cut for the figures): move
 # by this share of its box diagonal, change size by this factor, or colours this much.
 CUT_MOVE = 0.25
@@ -175,9 +178,20 @@ class MediaPipeTracker:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         smoothing: OneEuroConfig | None = DEFAULT_ONE_EURO,
+        min_face_px: float = 0.0,
+        max_outside: float = 1.0,
     ) -> None:
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        if not (min_face_px >= 0 and 0 <= max_outside <= 1):
+            raise ValueError(f"need min_face_px >= 0 and max_outside in [0, 1], got "
+                             f"{min_face_px}, {max_outside}")
+        # A live driver's face that is too small (its oval under min_face_px tall) or
+        # mostly off the picture (more than max_outside of its points outside) gives
+        # landmarks that are guesses: it counts as no face (self.counts says why).
+        self.min_face_px = float(min_face_px)
+        self.max_outside = float(max_outside)
+        self.counts: Counter[str] = Counter()
         # Only quiets mediapipe's C++ logging; must be set before its first import.
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -218,6 +232,16 @@ class MediaPipeTracker:
         points = faces[pick_largest(faces)]
         if points.shape != (N_LANDMARKS, 3) or not np.isfinite(points).all():
             self._lost()  # a mesh without iris points means refine_landmarks did not apply
+            return None
+        if float(np.ptp(points[_OVAL, 1])) < self.min_face_px:
+            self.counts["face_too_small"] += 1
+            self._lost()
+            return None
+        xy = points[:, :2]
+        outside = float(((xy < 0) | (xy >= (w, h))).any(axis=1).mean())
+        if outside > self.max_outside:
+            self.counts["face_off_picture"] += 1
+            self._lost()
             return None
         cut = self._cut(image, points, (w, h))
         if self._filter is not None:

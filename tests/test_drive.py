@@ -89,7 +89,8 @@ def test_head_rotation_moves_the_avatars_face_not_the_drivers(
 ) -> None:
     adapter = learned(avatar, driver)
     iod = mesh.inter_ocular(avatar)
-    for k, angles in enumerate([(20, 0, 0), (0, 15, 0), (0, 0, 20), (15, -10, 10)], start=100):
+    # Turns inside pose.py's knee pass unchanged (beyond it they ease off: test_pose.py).
+    for k, angles in enumerate([(10, 0, 0), (0, 15, 0), (0, 0, 20), (10, -10, 10)], start=100):
         r = rotation(*angles)
         out = drive(adapter, rotate(driver, r), k)
         want = rotate(avatar, r)
