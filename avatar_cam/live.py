@@ -78,19 +78,16 @@ def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,
     return WebcamSource(device, width=size[0], height=size[1], fps=fps)
 
 
-def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOptions,
+def build_pipeline(person: Person, source: Any, sink: str | Any, opts: LiveOptions,
                    on_frame: Callable[[AvatarFrame], None] | None = None) -> Pipeline:
     """Wire every stage for ``person``; the caller runs it (and it closes nothing itself).
+    ``sink``: a spec for sinks.open_sink (virtualcam, file:PATH, ...) or a sink object.
     The renderer opens first: a person without the model asked for is the likeliest
     error, and it is reported before MediaPipe starts (and logs over it). Stages opened
     before a failure are closed."""
-    from .tracking import MediaPipeTracker
-
     opened: list[Any] = [open_renderer(person, opts)]
     try:
-        # A face under 40 px tall or mostly off the picture drives nothing: the avatar
-        # holds, then eases to rest, as when no face is found (counted in the stats).
-        tracker = MediaPipeTracker(min_face_px=40, max_outside=0.25) if opts.track else None
+        tracker = tracker_for(opts)
         opened.append(tracker)
         adapter = adapter_for(person, opts)
         layout = avatar_layout(person, opts)
@@ -98,15 +95,38 @@ def build_pipeline(person: Person, source: object, sink_spec: str, opts: LiveOpt
         compositor = Compositor(layout, label=label_for(opts),
                                 **watermark_for(person, opts.out_size))
         opened.append(compositor)
-        sink = open_sink(sink_spec, opts.out_size[0], opts.out_size[1], opts.fps)
+        if isinstance(sink, str):
+            sink = open_sink(sink, opts.out_size[0], opts.out_size[1], opts.fps)
     except BaseException:
-        for stage in reversed(opened):
-            if stage is not None:
-                stage.close()
+        _close_opened(opened)
         raise
-    return Pipeline(source, tracker, adapter, opened[0], compositor,  # type: ignore[arg-type]
-                    sink, fps=opts.fps, frames=opts.frames, pace=opts.pace,
-                    on_frame=on_frame, framer=framer)
+    return Pipeline(source, tracker, adapter, opened[0], compositor, sink, fps=opts.fps,
+                    frames=opts.frames, pace=opts.pace, on_frame=on_frame, framer=framer)
+
+
+def build_landmark_pipeline(person: Person, source: Any, tap: Any,
+                            opts: LiveOptions) -> Pipeline:
+    """The landmark-only sender: the driven landmarks go to ``tap`` (renderer, compositor
+    and sink in one: webrtc.tracks.LandmarkTap), unframed: the receiver frames them
+    itself. No renderer is built."""
+    tracker = tracker_for(opts)
+    return Pipeline(source, tracker, adapter_for(person, opts), tap, tap, tap, fps=opts.fps,
+                    frames=opts.frames, pace=opts.pace)
+
+
+def _close_opened(stages: list[Any]) -> None:
+    for stage in reversed(stages):
+        if stage is not None:
+            stage.close()
+
+
+def tracker_for(opts: LiveOptions) -> Any:
+    """MediaPipe, unless the source's own landmarks drive (``track=False``). A face under
+    40 px tall or mostly off the picture drives nothing: the avatar holds, then eases to
+    rest, as when no face is found (counted in the stats)."""
+    from .tracking import MediaPipeTracker
+
+    return MediaPipeTracker(min_face_px=40, max_outside=0.25) if opts.track else None
 
 
 def adapter_for(person: Person, opts: LiveOptions) -> Adapter:

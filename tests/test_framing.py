@@ -17,7 +17,7 @@ import pytest
 from avatar_cam import live, mesh
 from avatar_cam.compose import Compositor, frame_layout
 from avatar_cam.drive import Adapter
-from avatar_cam.framing import Framer, FramingConfig, Placement, soft_limit
+from avatar_cam.framing import FramingConfig, Placement, soft_limit
 from avatar_cam.geometry import face_centre, face_size
 from avatar_cam.person import Person, load_person
 from avatar_cam.render.warp import WarpRenderer

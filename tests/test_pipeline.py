@@ -107,8 +107,7 @@ def test_face_loss_holds_then_eases_to_neutral_and_recovers(person: Person,
     writer.release()
     sink = RecordingSink()
     opts = live.LiveOptions(out_size=(320, 180))
-    pipeline = live.build_pipeline(person, VideoFileSource(path, realtime=True), "null", opts)
-    pipeline.sink = sink
+    pipeline = live.build_pipeline(person, VideoFileSource(path, realtime=True), sink, opts)
     try:
         stats = pipeline.run()
     finally:
@@ -137,8 +136,7 @@ def test_face_loss_holds_then_eases_to_neutral_and_recovers(person: Person,
 def test_ctrl_c_shuts_down_and_closes_everything(person: Person, clip: Path) -> None:
     sink = RecordingSink(raise_at=5)
     source = VideoFileSource(clip, realtime=True, loop=True)
-    pipeline = live.build_pipeline(person, source, "null", live.LiveOptions(out_size=(320, 180)))
-    pipeline.sink = sink
+    pipeline = live.build_pipeline(person, source, sink, live.LiveOptions(out_size=(320, 180)))
     t0 = time.monotonic()
     try:
         stats = pipeline.run()

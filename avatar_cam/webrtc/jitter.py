@@ -92,6 +92,12 @@ class JitterBuffer:
             del self._times[0]
             del self._frames[0]
 
+    @property
+    def min_transit_ms(self) -> float:
+        """The fastest packet's apparent transit (local arrival - sender time) over the
+        clock window, 0 before any packet: sender time + this is the local time."""
+        return min(self._transit) if self._transit else 0.0
+
     def playout_time(self, now_ms: float) -> float:
         """The sender time shown at local ``now_ms``."""
         if not self._transit:

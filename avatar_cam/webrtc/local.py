@@ -8,7 +8,6 @@ unordered, no-retransmit channel (dropped, never queued, on a congested one).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -35,29 +34,23 @@ class LocalAvatar:
         self.person = person
         self.opts = opts
         self.loop = asyncio.get_running_loop()
-        if opts.landmarks_only:  # the tap replaces the renderer: do not build a generator
-            live_opts = dataclasses.replace(live_opts, renderer="warp")
-        self.pipeline: Pipeline = live.build_pipeline(person, source, "null", live_opts)
         self.size: tuple[int, int] = live_opts.out_size  # (w, h) of the frames it makes
-        self.pipeline.sink.close()
         self.channels: set[RTCDataChannel] = set()
         self.counts: Counter[str] = Counter()
         self.slot: FrameSlot | None = None
         self.basis: ExpressionBasis | None = None
         self.encoder: LandmarkEncoder | None = None
-        if opts.landmarks_only:
+        if opts.landmarks_only:  # the tap takes the renderer's place: no generator is built
             from .enroll import basis_for
 
             self.basis = basis or basis_for(person.neutral, person.crop_size, person.folder)
             self.encoder = LandmarkEncoder(self.basis, key_every=opts.key_every)
             tap = LandmarkTap(self.encoder, self._on_packet)
-            self.pipeline.renderer.close()
-            self.pipeline.renderer = tap
-            self.pipeline.compositor = tap
-            self.pipeline.sink = tap
+            self.pipeline: Pipeline = live.build_landmark_pipeline(person, source, tap,
+                                                                   live_opts)
         else:
             self.slot = FrameSlot(self.loop, stamp_frames=opts.stamp)
-            self.pipeline.sink = self.slot
+            self.pipeline = live.build_pipeline(person, source, self.slot, live_opts)
         self.sent_ns: dict[int, int] = {}  # landmark t_ms -> capture ns (last 4096)
 
     async def run(self) -> None:

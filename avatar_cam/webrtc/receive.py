@@ -27,8 +27,8 @@ from aiortc.jitterbuffer import JitterBuffer as JitterBufferBase
 from aiortc.jitterbuffer import JitterFrame
 
 from ..compose import Compositor, make_layout
-from ..framing import Placement
-from ..live import LiveOptions, label_for, watermark_for
+from ..framing import Framer, Placement
+from ..live import LiveOptions, avatar_layout, framer_for, label_for, watermark_for
 from ..pacing import Clock, Pacer, Sleep
 from ..person import Person
 from ..pipeline import Pipeline, SourceEndedError
@@ -153,7 +153,7 @@ class LandmarkReceiver:
         the fastest packet took no time), and that instant in sender milliseconds."""
         with self._lock:
             s = self.buffer.sample(now_ns / 1e6)
-            transit = min(self.buffer._transit) if self.buffer._transit else 0.0
+            transit = self.buffer.min_transit_ms
         captured = (s.t_sender_ms + transit) * 1e6 if np.isfinite(s.t_sender_ms) else now_ns
         return self.basis.synthesize(s.params), s.state, float(captured), s.t_sender_ms
 
@@ -223,24 +223,31 @@ class SketchRenderer:
 
 
 class Look:
-    """The receiver's renderer and compositor as one swappable pair: the call starts with
-    the sketch and switches to the sender's face when their model has arrived (``use``),
-    without stopping the pipeline. Both calls come from the pipeline's render thread."""
+    """The receiver's framer, renderer and compositor as one swappable set: the call
+    starts with the sketch and switches to the sender's face when their model has arrived
+    (``use``), without stopping the pipeline. ``frame`` comes from the pipeline's drive
+    thread, ``render`` and ``compose`` from its render thread."""
 
-    def __init__(self, renderer: Any, compositor: Compositor) -> None:
-        self._pair = (renderer, compositor)
+    def __init__(self, renderer: Any, compositor: Compositor, framer: Framer | None = None
+                 ) -> None:
+        self._set: tuple[Any, Compositor, Framer | None] = (renderer, compositor, framer)
         self._retired: list[Any] = []
         self._lock = threading.Lock()
-        self._face_for: Any = compositor
+        self._face_for: Compositor = compositor
 
-    def use(self, renderer: Any, compositor: Compositor) -> None:
+    def use(self, renderer: Any, compositor: Compositor, framer: Framer | None = None) -> None:
         with self._lock:
-            self._retired.extend(self._pair)
-            self._pair = (renderer, compositor)
+            self._retired.extend(stage for stage in self._set if stage is not None)
+            self._set = (renderer, compositor, framer)
+
+    def frame(self, lm: Landmarks) -> tuple[Landmarks, Placement]:
+        with self._lock:
+            framer = self._set[2]
+        return framer.frame(lm) if framer is not None else (lm, Placement())
 
     def render(self, lm: Landmarks) -> np.ndarray:
         with self._lock:
-            renderer, self._face_for = self._pair
+            renderer, self._face_for, _ = self._set
         return np.asarray(renderer.render(lm))
 
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
@@ -251,35 +258,37 @@ class Look:
 
     def close(self) -> None:
         with self._lock:
-            stages = [*self._pair, *self._retired]
+            stages = [*(s for s in self._set if s is not None), *self._retired]
         for stage in stages:
             stage.close()
 
 
 def sketch_look(basis: ExpressionBasis, out_size: tuple[int, int], resolution: int
-                ) -> tuple[Any, Compositor]:
+                ) -> tuple[Any, Compositor, None]:
     """The conditioning sketch of the landmarks on black: no model needed."""
     side = basis.size[0]
     blank = np.zeros((side, side, 3), np.uint8)
     layout = make_layout(blank, np.array([[1.0, 0, 0], [0, 1.0, 0]]), side, out_size,
                          "plain", plain_color=(0, 0, 0))
     # A sketch is plainly not a face: labelled, not watermarked (it carries no model).
-    return SketchRenderer(resolution), Compositor(layout, label=label_for(LiveOptions()))
+    return SketchRenderer(resolution), Compositor(layout, label=label_for(LiveOptions())), None
 
 
 def person_look(person: Person, out_size: tuple[int, int], resolution: int
-                ) -> tuple[Any, Compositor]:
-    """The sender's face from their own model (the warp renderer over their crop for now;
-    their neural generator travels in the same bundle for when the receiver uses it)."""
+                ) -> tuple[Any, Compositor, Framer]:
+    """The sender's face from their own model, framed as the local avatar is (the warp
+    renderer over their crop for now; their neural generator travels in the same bundle
+    for when the receiver uses it)."""
     from ..render.warp import WarpRenderer
 
+    opts = LiveOptions(out_size=out_size)
     renderer = WarpRenderer(person.crop, person.neutral, resolution=resolution)
-    layout = make_layout(person.photo, person.crop_to_photo, person.crop_size, out_size,
-                         "photo")
+    layout = avatar_layout(person, opts)
     # Every frame we make says it is synthetic, here too, and whose model it is.
     owner = person.owner.name if person.owner is not None else None
-    return renderer, Compositor(layout, label=label_for(LiveOptions(), owner),
-                                **watermark_for(person, out_size))
+    return renderer, Compositor(layout, label=label_for(opts, owner),
+                                **watermark_for(person, out_size)), \
+        framer_for(person, layout, opts)
 
 
 def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: float = 30.0,
@@ -288,5 +297,5 @@ def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: fl
     basis = receiver.basis
     source = JitterSource(receiver, fps)
     adapter = PassThrough(basis.neutral, basis.size)
-    return Pipeline(source, None, adapter, look, look,
-                    sink, fps=fps, frames=frames, pace=True)  # type: ignore[arg-type]
+    return Pipeline(source, None, adapter, look, look, sink,  # type: ignore[arg-type]
+                    fps=fps, frames=frames, pace=True, framer=look)
