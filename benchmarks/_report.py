@@ -39,10 +39,14 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write(name: str, data: dict[str, Any], table: str) -> None:
-    """Write results/NAME.json and replace the NAME section of README.md with ``table``."""
+def write(name: str, data: dict[str, Any], table: str, readme: bool = True) -> None:
+    """Write results/NAME.json and replace the NAME section of README.md with ``table``
+    (``readme=False``: the JSON only; the table is printed either way)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    if not readme:
+        print(table)
+        return
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     block = f"{start}\n{table}\n{end}"

@@ -25,7 +25,8 @@ Two measures, a render tearing when either says so:
   torn. It judges the neural generator's output as a picture, which geometry cannot.
 
 A limit per axis: the largest angle, over both signs and all avatars and renderers, up
-to which no render tears. DEFAULT_LIMITS in avatar_cam/pose.py must equal them (tests/test_pose.py checks).
+to which no render tears. DEFAULT_LIMITS in avatar_cam/pose.py must equal them
+(tests/test_pose.py checks).
 
     .venv/bin/python benchmarks/pose_range.py [--max 60] [--step 5] [--readme]
 -> benchmarks/results/pose_range.json and pose_range.png, the table on stdout
@@ -35,7 +36,6 @@ to which no render tears. DEFAULT_LIMITS in avatar_cam/pose.py must equal them (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -305,12 +305,7 @@ def main() -> None:
         + (f"Skipped: {', '.join(skipped)}. " if skipped else "")
         + f"Machine: {m['cpu']}, {m['cores']} cores; {seconds} s.")
     plot(curves, limits, RESULTS / "pose_range.png")
-    if args.readme:
-        write("pose_range", data, table)
-    else:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "pose_range.json").write_text(json.dumps(data, indent=2) + "\n")
-        print(table)
+    write("pose_range", data, table, readme=args.readme)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ thread); mesh construction, done once per session, is reported beside.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Any
 
 import cv2
 import numpy as np
-from _report import HERE, RESULTS, machine, markdown_table, write
+from _report import HERE, machine, markdown_table, write
 
 from avatar_cam import motion
 from avatar_cam.person import load_person
@@ -104,12 +103,7 @@ def main() -> None:
               f"demo identity's {s} px crop. Mesh construction (once): {builds}. Machine: "
               f"{results['machine']['cpu']}, {results['machine']['cores']} cores (shared; load "
               f"{load_before:.1f} at start).")
-    if args.readme:
-        write("warp", results, table)
-    else:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "warp.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(table)
+    write("warp", results, table, readme=args.readme)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ os.environ["AVATAR_CAM_CONFIG"] = tempfile.mkdtemp(prefix="avatar-cam-test-confi
 
 
 @pytest.fixture(scope="session")
+def face_mesh() -> Any:
+    """MediaPipe's face mesh on still pictures (478 points), shared by the render checks."""
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True,
+                                         refine_landmarks=True) as mesh:
+        yield mesh
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """(512, 512, 3) uint8 BGR photo of a real face."""
     import skimage.data

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from face_checks import detect
 
 from avatar_cam import mesh
 from avatar_cam.drive import Adapter
@@ -30,19 +31,8 @@ EYES = ((159, 145, 33, 133, list(mesh.RIGHT_EYE[:-1])),
 
 
 @pytest.fixture(scope="module")
-def tracker() -> Iterator[Any]:
-    import mediapipe as mp
-
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True,
-                                         refine_landmarks=True) as face_mesh:
-        yield face_mesh
-
-
-def detect(tracker: Any, image: np.ndarray) -> np.ndarray:
-    found = tracker.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).multi_face_landmarks
-    assert found, "MediaPipe found no face"
-    h, w = image.shape[:2]
-    return np.array([[p.x * w, p.y * h, p.z * w] for p in found[0].landmark], np.float32)
+def tracker(face_mesh: Any) -> Any:
+    return face_mesh
 
 
 def frames(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:

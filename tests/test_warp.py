@@ -6,12 +6,12 @@ whose landmarks are where the renderer was asked to put them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from face_checks import detect
 
 from avatar_cam import mesh
 from avatar_cam.render.warp import WarpRenderer, build_mesh, mouth_gap, warp_face
@@ -23,20 +23,8 @@ OVAL = list(mesh.FACE_OVAL[:-1])
 
 
 @pytest.fixture(scope="module")
-def tracker() -> Iterator[Any]:
-    import mediapipe as mp
-
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True,
-                                         refine_landmarks=True) as face_mesh:
-        yield face_mesh
-
-
-def detect(tracker: Any, image: np.ndarray) -> np.ndarray:
-    """(478, 3) float32 landmarks of the one face in a BGR image, in its pixels."""
-    found = tracker.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).multi_face_landmarks
-    assert found, "MediaPipe found no face"
-    h, w = image.shape[:2]
-    return np.array([[p.x * w, p.y * h, p.z * w] for p in found[0].landmark], np.float32)
+def tracker(face_mesh: Any) -> Any:
+    return face_mesh
 
 
 @pytest.fixture(scope="module")
