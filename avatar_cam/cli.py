@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .honesty.verify import add_verify_args
 
     ver = sub.add_parser("verify", help="check a video, an image or a camera for the "
-                                        "avatar-cam watermark (exit 0 found, 1 not, 2 error)")
+                                        "avatar-cam watermark and a file's C2PA manifest "
+                                        "(exit 0 marked, 1 not, 2 error, 3 manifest invalid)")
     add_verify_args(ver)
 
     from .webrtc.commands import add_call_parser, add_serve_parser

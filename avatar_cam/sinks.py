@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import cv2
 import numpy as np
 
 from .errors import SinkError
 from .types import AvatarFrame
+
+if TYPE_CHECKING:
+    from .honesty.c2pa_manifest import Provenance
+
+log = logging.getLogger(__name__)
 
 MODPROBE = 'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="avatar-cam"'
 LOOPBACK_FIX = (f"load the v4l2loopback kernel module: {MODPROBE} "
@@ -129,11 +135,17 @@ class VirtualCamSink(Sink):
 
 
 class FileSink(Sink):
-    """An mp4 file (MPEG-4 Part 2, which every OpenCV build can write)."""
+    """An mp4 file (MPEG-4 Part 2, which every OpenCV build can write), given its C2PA
+    manifest when it is closed (honesty.c2pa_manifest: synthetic media, the model's
+    fingerprint, owner and liveness, signed with the user's key). ``provenance`` says
+    whose avatar it shows; None: a recording of a model the recorder does not know."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float) -> None:
+    def __init__(self, path: str | Path, width: int, height: int, fps: float,
+                 provenance: Provenance | None = None) -> None:
         super().__init__((width, height))
         self.path = Path(path)
+        self.provenance = provenance
+        self.manifest_error: str | None = None  # why the manifest is missing, if it is
         parent = self.path.parent
         if not parent.is_dir():
             raise SinkError(f"cannot write {self.path}: folder {parent} does not exist",
@@ -150,7 +162,21 @@ class FileSink(Sink):
     def close(self) -> None:
         if not self._closed:
             self._writer.release()  # writes the index; without it the mp4 is unreadable
+            if self.frames_sent:  # a file with no frames is no recording to vouch for
+                self._sign()
         super().close()
+
+    def _sign(self) -> None:
+        # Signed here, on close, so that no path that writes a recording can skip it.
+        # A failure keeps the unsigned recording (the user's data) and says so loudly:
+        # pipelines close their stages suppressing errors, so raising would be lost.
+        from .honesty.c2pa_manifest import ManifestError, sign_recording
+
+        try:
+            sign_recording(self.path, self.provenance)
+        except ManifestError as exc:
+            self.manifest_error = str(exc)
+            log.error("%s", exc)
 
 
 def display_problem() -> str | None:
@@ -215,13 +241,17 @@ class NullSink(Sink):
         pass
 
 
-def open_sink(spec: str, width: int, height: int, fps: float) -> Sink:
-    """A sink from a command-line spec: virtualcam[:BACKEND], window, file:PATH, null."""
+def open_sink(spec: str, width: int, height: int, fps: float, person: Any = None) -> Sink:
+    """A sink from a command-line spec: virtualcam[:BACKEND], window, file:PATH, null.
+    ``person`` (a loaded person.Person) is named in a file's C2PA manifest (FileSink)."""
     kind, _, arg = spec.partition(":")
     if kind == "virtualcam":
         return VirtualCamSink(width, height, fps, backend=arg or None)
     if kind == "file" and arg:
-        return FileSink(arg, width, height, fps)
+        from .honesty.c2pa_manifest import provenance_of
+
+        return FileSink(arg, width, height, fps,
+                        None if person is None else provenance_of(person))
     if kind == "window" and not arg:
         return WindowSink(width, height)
     if kind == "null" and not arg:

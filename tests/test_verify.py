@@ -7,13 +7,19 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from avatar_cam.errors import ImageError, VideoError
 from avatar_cam.footage import Footage
 from avatar_cam.honesty import watermark as wm
+from avatar_cam.honesty.c2pa_manifest import Provenance
+from avatar_cam.honesty.credentials import CA_CERT_FILE
+from avatar_cam.honesty.signing import config_dir
 from avatar_cam.honesty.verify import add_verify_args, verify_main, verify_path
 from avatar_cam.person import load_person
+from avatar_cam.sinks import FileSink
+from avatar_cam.types import AvatarFrame
 
 PAYLOAD = wm.make_payload(0xC0FFEE, wm.minute_now(1_790_000_000))
 
@@ -96,3 +102,96 @@ def test_arguments() -> None:
     with pytest.raises(SystemExit):
         run([])  # a file or --camera is required
     assert run(["x.mp4", "--frames", "0"]) == 2
+
+
+# ---- the C2PA manifest, reported beside the watermark ----------------------------------
+
+def _recorded(folder: Path, name: str, frames: list[np.ndarray],
+              provenance: Provenance | None) -> Path:
+    """Frames through the real file sink, which signs the mp4 when it closes."""
+    path = folder / f"{name}.mp4"
+    h, w = frames[0].shape[:2]
+    with FileSink(path, w, h, 30.0, provenance) as sink:
+        for n, image in enumerate(frames):
+            sink.send(AvatarFrame(seq=n, t_capture_ns=n, image=image))
+    return path
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("signed")
+    footage = Footage(load_person("demo"), (640, 360), face_height=0.9)
+    frames = [footage.frame(n)[0] for n in range(0, 16, 2)]
+    marker = wm.Watermarker(PAYLOAD)
+    who = Provenance(person="demo", model_fingerprint="c0ffee", owner="Demo Owner",
+                     owner_key="ed25519:00112233445566aa", liveness="verified")
+    out = {"marked": _recorded(folder, "marked", [marker.embed(f.copy()) for f in frames],
+                               who),
+           "unmarked": _recorded(folder, "unmarked", frames, who)}
+    data = bytearray(out["marked"].read_bytes())
+    data[data.find(b"mdat") + 4000] ^= 0x10  # one bit of a coded picture
+    out["tampered"] = folder / "tampered.mp4"
+    out["tampered"].write_bytes(bytes(data))
+    return out
+
+
+def test_a_signed_recording_reports_mark_and_manifest(
+        signed: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(signed["marked"])]) == 0
+    text = capsys.readouterr().out
+    assert "MARKED" in text and "c0ffee" in text
+    assert "C2PA manifest: valid" in text and "signer not on a trust list" in text
+    assert "liveness verified" in text and "owner Demo Owner" in text
+    assert "trainedAlgorithmicMedia" in text and "this machine's key" in text
+    assert run([str(signed["marked"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    m = report["manifest"]
+    assert report["found"] and m["present"] and m["valid"] and not m["trusted"]
+    assert m["model_fingerprint"] == report["fingerprint"] == "c0ffee"
+    assert m["owner"] == "Demo Owner" and m["liveness"] == "verified" and m["state"] == "Valid"
+
+
+def test_trust_anchors_make_the_signer_trusted(signed: dict[str, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    ca = config_dir() / CA_CERT_FILE
+    assert run([str(signed["marked"]), "--trust", str(ca), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest"]["state"] == "Trusted"
+    assert run([str(signed["marked"]), "--trust", str(ca.with_name("nowhere.pem"))]) == 2
+    assert "trust anchors" in capsys.readouterr().err
+    assert run(["--camera", "0", "--trust", str(ca)]) == 2
+
+
+def test_a_changed_byte_exits_3(signed: dict[str, Path],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(signed["tampered"])]) == 3
+    text = capsys.readouterr().out
+    assert "INVALID" in text and "bmffHash.mismatch" in text
+    assert "MARKED" in text  # the picture still carries the mark: both are reported
+    assert run([str(signed["tampered"]), "-q"]) == 3
+
+
+def test_a_valid_manifest_alone_says_synthetic(signed: dict[str, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(signed["unmarked"])]) == 0
+    text = capsys.readouterr().out
+    assert "no avatar-cam mark" in text and "C2PA manifest: valid" in text
+
+
+def test_unsigned_files_report_no_manifest(files: dict[str, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(files["marked"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest"]["present"] is False
+    assert run([str(files["plain"])]) == 1
+    assert "C2PA manifest: none" in capsys.readouterr().out
+
+
+def test_a_truncated_recording_is_reported_not_crashed(
+        signed: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = signed["marked"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    # OpenCV writes the index last, so the cut file has no readable frames: a clear
+    # error (the manifest side of a truncated file is in test_c2pa.py).
+    assert run([str(cut)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("avatar-cam: error:") and "Traceback" not in captured.err

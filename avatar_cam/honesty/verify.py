@@ -1,9 +1,17 @@
-"""`avatar-cam verify FILE | --camera INDEX`: does this picture carry our watermark?
+"""`avatar-cam verify FILE | --camera INDEX`: does this picture carry our watermark,
+and does the file carry a valid C2PA manifest?
 
 Reads an image, the first frames of a video, or a live camera (for instance the
 window of a call, looped back), runs the watermark detector over them as one video and
 reports whether the mark is there, its payload (model fingerprint and minute) and the
-confidence. Exit status like grep: 0 mark found, 1 not found, 2 error.
+confidence. A file's C2PA manifest is read and validated too (c2pa_manifest.py): present
+or not, valid or not, its signer, and the model fingerprint, owner and liveness it names.
+
+Exit status, like grep's: 0 marked (the watermark is found, or a valid avatar-cam
+manifest says so) and no manifest fails validation; 1 neither watermark nor manifest;
+3 a C2PA manifest is there but fails validation (the file was changed after it was
+signed) or is damaged beyond reading (the watermark line still says whether the picture
+carries the mark); 2 error.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +29,19 @@ import cv2
 import numpy as np
 
 from ..errors import AvatarCamError, CameraError, ImageError, VideoError
+from .c2pa_manifest import ManifestReport, read_manifest
 from .detection import Detection, Detector
 from .watermark import ALGORITHM_VERSION, THRESHOLD, minute_to_unix
 
 DEFAULT_FILE_FRAMES = 300  # 10 s at 30 fps: plenty, the mark is in every frame
 DEFAULT_CAMERA_FRAMES = 90
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+EXIT_MARKED, EXIT_NOT_MARKED, EXIT_ERROR, EXIT_MANIFEST_INVALID = 0, 1, 2, 3
 
 
 @dataclass
 class Report:
-    """What verify found in one source; ``exit_code`` is 0 if marked, else 1."""
+    """What verify found in one source; ``exit_code``: see the module docstring."""
 
     source: str
     kind: str  # image | video | camera
@@ -46,10 +56,16 @@ class Report:
     made_at: str | None = None  # UTC minute the frames were made, from the payload
     version: int | None = None
     frame_scores: list[float] = field(default_factory=list)
+    manifest: ManifestReport | None = None  # None for a camera (no file to read)
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.found else 1
+        m = self.manifest
+        if m is not None and m.failed:
+            return EXIT_MANIFEST_INVALID
+        if self.found or (m is not None and m.valid and m.avatar_cam):
+            return EXIT_MARKED
+        return EXIT_NOT_MARKED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +82,12 @@ class Report:
             else:
                 out.append(f"  model fingerprint {self.fingerprint}, made {self.made_at} "
                            f"(watermark v{self.version})")
+        if self.manifest is not None:
+            out += self.manifest.lines()
+            fp = self.manifest.model_fingerprint
+            if self.manifest.valid and fp and self.fingerprint and fp != self.fingerprint:
+                out.append(f"  note: the manifest names model {fp}, the watermark "
+                           f"{self.fingerprint}")
         return out
 
 
@@ -101,9 +123,17 @@ def _detect(frames: Iterator[np.ndarray]) -> Detection:
         return detector.result()
 
 
-def verify_path(path: Path | str, max_frames: int = DEFAULT_FILE_FRAMES) -> Report:
-    """Check an image or a video file (its first ``max_frames`` frames)."""
+def verify_path(path: Path | str, max_frames: int = DEFAULT_FILE_FRAMES,
+                trust_anchors: Sequence[Path] = ()) -> Report:
+    """Check an image or a video file (its first ``max_frames`` frames) for the mark, and
+    its C2PA manifest (signers chaining to ``trust_anchors``, PEM files, are trusted)."""
     path = Path(path)
+    report = _verify_pixels(path, max_frames)
+    report.manifest = read_manifest(path, trust_anchors)
+    return report
+
+
+def _verify_pixels(path: Path, max_frames: int) -> Report:
     if not path.exists():
         raise VideoError(f"{path} does not exist", "check the path")
     if not path.is_file():
@@ -155,25 +185,33 @@ def add_verify_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None,
                         help=f"frames to examine (default {DEFAULT_FILE_FRAMES} of a "
                              f"video, {DEFAULT_CAMERA_FRAMES} of a camera)")
+    parser.add_argument("--trust", type=Path, action="append", default=[], metavar="PEM",
+                        help="CA certificates whose C2PA signers count as trusted (e.g. "
+                             "your organisation's root; may be given more than once)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("-q", "--quiet", action="store_true",
-                     help="print nothing; the exit status says it (0 marked, 1 not, 2 error)")
+                     help="print nothing; the exit status says it (0 marked, 1 not, "
+                          "2 error, 3 C2PA manifest invalid)")
 
 
 def verify_main(args: argparse.Namespace) -> int:
-    """Run `avatar-cam verify`; return 0 if the mark is found, 1 if not, 2 on an error."""
+    """Run `avatar-cam verify`; return the exit status of the module docstring."""
     try:
         if args.frames is not None and args.frames <= 0:
             raise AvatarCamError(f"--frames must be > 0, got {args.frames}")
         if args.camera is not None:
+            if args.trust:
+                raise AvatarCamError("--trust is for a file's C2PA manifest",
+                                     "a camera has none: leave --trust out")
             report = verify_camera(args.camera, args.frames or DEFAULT_CAMERA_FRAMES)
         else:
-            report = verify_path(args.file, args.frames or DEFAULT_FILE_FRAMES)
+            report = verify_path(args.file, args.frames or DEFAULT_FILE_FRAMES,
+                                 args.trust)
     except AvatarCamError as exc:
         if not getattr(args, "quiet", False):
             print(f"avatar-cam: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(dict(report.to_dict(), algorithm=ALGORITHM_VERSION), indent=2))
     elif not args.quiet:
