@@ -96,7 +96,7 @@ def build_pipeline(person: Person, source: Any, sink: str | Any, opts: LiveOptio
                                 **watermark_for(person, opts.out_size))
         opened.append(compositor)
         if isinstance(sink, str):
-            sink = open_sink(sink, opts.out_size[0], opts.out_size[1], opts.fps)
+            sink = open_sink(sink, opts.out_size[0], opts.out_size[1], opts.fps, person)
     except BaseException:
         _close_opened(opened)
         raise
