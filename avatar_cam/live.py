@@ -176,15 +176,25 @@ def open_renderer(person: Person, opts: LiveOptions) -> Any:
     return WarpRenderer(person.crop, person.neutral, resolution=opts.resolution)
 
 
-def label_for(opts: LiveOptions, owner: str | None = None) -> Label | None:
-    """The visible badge; names the model's owner where a receiver renders someone else."""
+def label_for(opts: LiveOptions, owner: str | None = None,
+              liveness: str | None = None) -> Label | None:
+    """The visible badge; names the model's owner where a receiver renders someone else,
+    and says so when the model's enrollment recorded that liveness was not verified
+    (the longest wording that still fits a 320x240 frame)."""
     if not opts.label:
         return None
     text = "AI avatar"
     if owner:
         name = "".join(c for c in owner if c.isascii() and c.isprintable())[:24].strip()
         text = f"AI avatar of {name}" if name else text
-    return Label(opts.label_corner, opts.label_size, text=text)
+    if liveness != "not verified":
+        return Label(opts.label_corner, opts.label_size, text=text)
+    for wording in (f"{text} (liveness not verified)", f"{text} (not verified)",
+                    "AI avatar (not verified)"):
+        label = Label(opts.label_corner, opts.label_size, text=wording)
+        if label.box((320, 240)) is not None:
+            return label
+    return Label(opts.label_corner, opts.label_size, text="AI avatar (not verified)")
 
 
 def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:

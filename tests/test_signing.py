@@ -113,3 +113,38 @@ def test_symlink_and_bad_key_are_refused(config: Path, model: Path, tmp_path: Pa
         signing.sign_model(model)
     with pytest.raises(ModelError, match="does not exist"):
         signing.file_hashes(tmp_path / "nobody")
+
+
+def test_liveness_and_consent_are_signed_verbatim(config: Path, model: Path) -> None:
+    from avatar_cam.calibrate.camera import liveness_record
+
+    consent = "  I am Eileen;\nthese are my photos, and I agree.  "
+    owner = signing.sign_model(model, "Eileen", consent, liveness=liveness_record("video"))
+    checked = signing.verify_model(model)
+    assert checked == owner and checked.consent == consent  # not even stripped
+    assert checked.liveness == "not verified" and "--video" in str(checked.liveness_method)
+    assert "liveness: not verified" in checked.describe()
+    manifest = json.loads((model / signing.SIGNATURE_FILE).read_text())
+    assert manifest["liveness"] == "not verified"
+    # Claiming a verified liveness by editing the manifest breaks the signature.
+    manifest["liveness"] = "verified"
+    (model / signing.SIGNATURE_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="does not match"):
+        signing.verify_model(model)
+    signing.sign_model(model, "Eileen", consent, liveness=liveness_record("camera"))
+    assert signing.verify_model(model).liveness == "verified"
+    signing.sign_model(model, "Eileen", consent)  # before liveness was recorded
+    assert signing.verify_model(model).liveness == "not recorded"
+    with pytest.raises(ValueError, match="liveness"):
+        signing.sign_model(model, liveness={"liveness": "probably", "liveness_method": ""})
+
+
+def test_the_badge_says_liveness_was_not_verified() -> None:
+    from avatar_cam.live import LiveOptions, label_for
+
+    for name in ("Bob", "A very long owner name indeed"):
+        label = label_for(LiveOptions(), name, "not verified")
+        assert label is not None and "not verified" in label.text
+        assert label.box((320, 240)) is not None  # fits the smallest call picture
+        plain = label_for(LiveOptions(), name, "verified")
+        assert plain is not None and "verified" not in plain.text

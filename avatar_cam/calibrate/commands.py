@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,12 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..argtypes import int_in
-from ..errors import AvatarCamError, CameraError, ImageError
+from ..errors import AvatarCamError, ImageError
 from ..person import Person, calibration_root, check_name, person_dir, save_person
 
 log = logging.getLogger("avatar_cam")
 POSITIVE = int_in(1, 10**9, "value")
-LIVENESS_MAX_FRAMES = 30 * 60  # a minute of camera frames at most
 
 
 def add_parsers(sub: Any) -> None:
@@ -123,75 +121,10 @@ def train_config(args: argparse.Namespace) -> Any:
                        seed=args.seed, workers=getattr(args, "workers", None))
 
 
-def _record(camera: str, seconds: float, folder: Path,
-            opener: Callable[[int | str], Any] | None = None,
-            check: Any = None) -> Path:
-    """Record ``seconds`` of the webcam into folder/camera.mp4, after a liveness check
-    (turn the head, blink, in a random order, verified with the tracker) so that people
-    enroll themselves rather than a photo of someone else."""
-    import cv2
-
-    from ..honesty.liveness import LivenessCheck
-
-    device: int | str = int(camera) if camera.isdigit() else camera
-    cap = (opener or cv2.VideoCapture)(device)
-    if not cap.isOpened():
-        raise CameraError(f"camera {camera} could not be opened",
-                          "check it is connected; `avatar-cam devices` lists cameras")
-    path = folder / "camera.mp4"
-    writer = None
-    try:
-        _check_liveness(cap, check or LivenessCheck(), camera)
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            ok, img = cap.read()
-            if not ok:
-                break
-            if writer is None:
-                fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-                writer = cv2.VideoWriter(str(path), fourcc, 30.0,
-                                         (img.shape[1], img.shape[0]))
-            writer.write(img)
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    if writer is None:
-        raise CameraError(f"camera {camera} gave no frames", "check it is not in use")
-    return path
-
-
-def _check_liveness(cap: Any, check: Any, camera: str) -> None:
-    """Prompt (on stderr) and track until the check passes; fail with a clear error."""
-    from ..tracking import MediaPipeTracker
-    from ..types import Frame
-
-    shown = ""
-    # Raw landmarks: smoothing would flatten a blink, which lasts only a few frames.
-    with MediaPipeTracker(smoothing=None) as tracker:
-        for seq in range(LIVENESS_MAX_FRAMES):
-            ok, img = cap.read()
-            if not ok:
-                raise CameraError(f"camera {camera} stopped during the liveness check",
-                                  "check it is connected and not used by another app")
-            t_ns = time.monotonic_ns()
-            status = check.update(tracker.track(Frame(seq, t_ns, img)), t_ns / 1e9)
-            if status.prompt != shown:
-                shown = status.prompt
-                log.info("liveness: %s", shown)
-            if status.passed:
-                return
-            if status.failed is not None:
-                break
-    why = status.failed or "it took too long"
-    raise AvatarCamError(f"liveness check failed: {why}",
-                         "enroll yourself, live, in good light, following the prompts "
-                         "(or enroll from your own clip with --video and --consent)")
-
-
 def calibrate(args: argparse.Namespace) -> int:
     """`avatar-cam calibrate`: data -> training -> calibration/NAME, atomically."""
     from ..tracking import HandFinder, MediaPipeTracker
+    from .camera import check_consent, liveness_record, record_camera
     from .dataset import photo_index, prepare_scanned, read_video, split, widen_photos
     from .ingest import enroll_photos
     from .novelty import judge
@@ -204,11 +137,10 @@ def calibrate(args: argparse.Namespace) -> int:
     root = calibration_root()
     if args.images is not None and len(args.images) > 8:
         raise ImageError(f"{len(args.images)} photos given", "use 1 to 8 photos, or a clip")
-    consent, owner = args.consent.strip(), args.owner or getpass.getuser()
-    if len(consent) < 8:
-        raise AvatarCamError("the consent statement is too short",
-                             'say who is pictured and that they agree, e.g. --consent '
-                             '"I am Alice and these are videos of me"')
+    consent, owner = check_consent(args.consent), args.owner or getpass.getuser()
+    kind = "images" if args.images is not None else \
+        "video" if args.video is not None else "camera"
+    liveness = liveness_record(kind)
 
     sequences: list[np.ndarray] = []  # the clip's own landmarks, for the codec basis
     scenes: Scenes | None = None  # a clip's: the warp reference of each scene
@@ -222,13 +154,13 @@ def calibrate(args: argparse.Namespace) -> int:
 
         size = (person.crop_size, person.crop_size)
         save_basis(learn_basis(person.neutral, size, sequences or None), folder)
-        return sign_model(folder, owner, consent)
+        return sign_model(folder, owner, consent, liveness=liveness)
 
     cfg, tc = model_config(args), train_config(args)
     if args.images is not None:
         with MediaPipeTracker(static=True, smoothing=None) as tracker:
             person = enroll_photos(name, args.images, tracker.track)
-        person.meta.update(owner=owner, consent=consent)
+        person.meta.update(owner=owner, consent=consent, **liveness)
         if args.no_train:
             log.info("enrolled %s (warp renderer only) into %s", name,
                      save_person(person, sign=sign))
@@ -239,7 +171,7 @@ def calibrate(args: argparse.Namespace) -> int:
                                   "renders": len(train)}
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            video = args.video or _record(args.camera, args.seconds, Path(tmp))
+            video = args.video or record_camera(args.camera, args.seconds, Path(tmp))
             frames = read_video(video)
             workers = default_workers()
             log.info("tracking %s (one process per %d frames, up to %d)", video,
@@ -262,7 +194,7 @@ def calibrate(args: argparse.Namespace) -> int:
         person = Person(name, person_dir(name, root), photo, clip.crops[i], clip.points[i],
                         affine, {"created": _now(), "sources": [Path(video).name],
                                  "warp_source": f"frame {clip.stats['photo_frame']}",
-                                 "owner": owner, "consent": consent})
+                                 "owner": owner, "consent": consent, **liveness})
         train, val, test = split(clip)
         if args.references == "scenes" and cfg.warp:
             scenes = find_scenes(clip, train, (person.crop, person.neutral),
@@ -386,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m avatar_cam.calibrate.commands ...`: these commands without the main CLI."""
     import sys
 
-    from ..errors import AvatarCamError
 
     parser = argparse.ArgumentParser(prog="avatar-cam")
     add_parsers(parser.add_subparsers(dest="command", required=True))

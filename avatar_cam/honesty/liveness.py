@@ -1,10 +1,16 @@
 """Liveness for camera enrollment: a person in front of the camera, not a photo of one.
 
-The check prompts a few actions in a random order (turn the head to your left, to your
-right, blink) and verifies each with the tracker's landmarks within a time limit. A
-printed or on-screen photo cannot blink, and turning a flat picture does not move the
-nose across the eyes (every point of a plane shifts alike), so it cannot pass the turns;
-a replayed video does not know the order.
+The check prompts a few actions in a random order, after a frontal hold of random
+length (turn the head to your left, to your right, blink), and verifies each with the
+tracker's landmarks within a time limit; a turn the wrong way fails at once. Landmarks
+alone are not enough: our own warp renderer and generator blink and turn a stolen photo
+with every landmark where a real head's would be. So each turn must also show depth in
+the pixels (parallax.py): the face must leave every homography of the frontal frame (a
+flat photo moved, tilted or rolled does not), and its shading must change as a lit 3D
+surface's does, or its nose swing in front of the head's outline. A replayed recording
+of a real person is real 3D motion; only the random order and timing reject it (a
+replay that happens to turn the prompted way in time passes: benchmarks/liveness.py
+measures how often).
 
 Measures (from Landmarks in pixels; no z, so the mirroring and scale of the camera do
 not matter):
@@ -25,6 +31,7 @@ import numpy as np
 
 from .. import mesh
 from ..types import Landmarks
+from . import parallax as depth
 
 ACTIONS = ("turn_left", "turn_right", "blink")
 PROMPTS = {
@@ -35,11 +42,19 @@ PROMPTS = {
 }
 TURN = 0.12  # nose offset (inter-ocular distances) that counts as a turn: ~16 degrees
 FRONTAL = 0.06  # ... and within which the face counts as frontal
-CENTER_HOLD_S = 0.5  # frontal this long first: the baseline for the eyes
-# Eye aspect ratio as shares of the open baseline. MediaPipe reads a closed eye of the
-# warp renderer at 0.69 of open (measured on the demo identity) and a real blink lower;
-# still eyes stay within 5% of their baseline, so 0.75 still needs a real change.
+CENTER_HOLD_S = (0.5, 1.5)  # frontal this long (random) first: the baseline for the eyes
+# Eye aspect ratio as shares of the open baseline; still eyes stay within 5% of it. A
+# blink proves nothing against a renderer (ours closes the avatar's eyes fully): the
+# turns' parallax does that.
 CLOSED, REOPENED = 0.75, 0.9
+TURN_FRAMES = 4  # frames turned past TURN whose depth evidence makes up one turn
+REF_EVERY_S = 0.2  # the frontal reference frame is refreshed this often
+# Depth evidence (parallax.py; thresholds from benchmarks/liveness.py): a flat picture
+# fits a homography to MediaPipe's noise (real turns: 0.021 and up); renders show under
+# 0.05 shading and 1.5-1.9 outline parallax, real turns 0.05-0.17 or about 3.
+PLANAR_MIN = 0.012
+SHADE_MIN = 0.055  # renders: 0.049 at most (median of two turns); thin: see benchmarks
+OUTLINE_MIN = 2.4
 BLINK_MAX_S = 0.8
 LOST_MAX_S = 1.0  # no face for longer than this fails the check
 
@@ -81,18 +96,37 @@ class LivenessStatus:
         return self.passed or self.failed is not None
 
 
+@dataclass(frozen=True)
+class TurnEvidence:
+    """One prompted turn's depth evidence: medians over its TURN_FRAMES frames."""
+
+    action: str
+    planar: float  # depth.planar_residual
+    shading: float  # depth.shading_score
+    outline: float  # depth.outline_parallax (NaN where the outline was not found)
+
+
 class LivenessCheck:
-    """update(landmarks or None, t_s) -> LivenessStatus, once per camera frame."""
+    """update(landmarks or None, t_s, image) -> LivenessStatus, once per camera frame.
+
+    ``parallax=False`` checks the prompts on landmarks alone (no image needed): a test
+    of the prompt logic, never enough to enroll (a warp of a photo passes it).
+    """
 
     def __init__(self, actions: Sequence[str] = ACTIONS, timeout_s: float = 8.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, parallax: bool = True) -> None:
         unknown = set(actions) - set(ACTIONS)
         if unknown or not actions:
             raise ValueError(f"actions must be some of {ACTIONS}, got {list(actions)}")
+        rng = rng or random.SystemRandom()
         order = list(actions)
-        (rng or random.SystemRandom()).shuffle(order)
+        rng.shuffle(order)
         self.order = tuple(order)
+        # A random hold: a recording cannot know when the first prompt comes.
+        self.hold_s = rng.uniform(*CENTER_HOLD_S)
         self.timeout_s = timeout_s
+        self.parallax = parallax
+        self.turns: list[TurnEvidence] = []
         self._step = -1  # -1: holding still for the baseline
         self._done: list[str] = []
         self._step_start: float | None = None
@@ -102,8 +136,13 @@ class LivenessCheck:
         self._closed_at: float | None = None
         self._last_seen: float | None = None
         self._failed: str | None = None
+        self._ref: tuple[float, np.ndarray, np.ndarray, float] | None = None
+        self._evidence: list[tuple[float, float, float]] = []
+        self._outliner: depth.Outliner | None = None
+        self._settled = False  # the head was back from the last turn in this step
 
-    def _status(self) -> LivenessStatus:
+    def status(self) -> LivenessStatus:
+        """What to show now and how far the check is."""
         if self._failed is not None:
             return LivenessStatus(f"Liveness check failed: {self._failed}", "done",
                                   tuple(self._done), failed=self._failed)
@@ -112,15 +151,19 @@ class LivenessCheck:
         action = "center" if self._step < 0 else self.order[self._step]
         return LivenessStatus(PROMPTS[action], action, tuple(self._done))
 
-    def update(self, landmarks: Landmarks | None, t_s: float | None = None) -> LivenessStatus:
-        """Feed one frame's landmarks (None: no face); ``t_s`` defaults to the capture time."""
+    def update(self, landmarks: Landmarks | None, t_s: float | None = None,
+               image: np.ndarray | None = None) -> LivenessStatus:
+        """Feed one frame's landmarks (None: no face) and, with ``parallax``, its BGR
+        image; ``t_s`` defaults to the capture time."""
         if self._failed is not None or self._step >= len(self.order):
-            return self._status()
+            return self.status()
         if landmarks is None:
             if t_s is not None and self._last_seen is not None \
                     and t_s - self._last_seen > LOST_MAX_S:
                 self._failed = "the face left the picture"
-            return self._status()
+            return self.status()
+        if self.parallax and image is None:
+            raise ValueError("a parallax check needs each frame's image")
         t = landmarks.t_capture_ns / 1e9 if t_s is None else t_s
         self._last_seen = t
         if self._step_start is None:
@@ -129,14 +172,35 @@ class LivenessCheck:
             what = "hold still facing the camera" if self._step < 0 else \
                 PROMPTS[self.order[self._step]].lower()
             self._failed = f"did not {what} within {self.timeout_s:.0f} s"
-            return self._status()
-        turn, eyes = turn_ratio(landmarks.points), eye_aspect(landmarks.points)
+            return self.status()
+        points = landmarks.points
+        turn, eyes = turn_ratio(points), eye_aspect(points)
+        if self.parallax and image is not None and abs(turn) < FRONTAL \
+                and (self._ref is None or t - self._ref[0] >= REF_EVERY_S):
+            self._ref = (t, points.copy(), depth.face_shading(image, points),
+                         depth.outline_centre(self._mask(image), points))
         if self._step < 0:
             self._center(t, turn, eyes)
-        elif self._satisfied(self.order[self._step], t, turn, eyes):
-            self._done.append(self.order[self._step])
+            return self.status()
+        action = self.order[self._step]
+        # Signed so that the prompted way is positive; the head may still be turned from
+        # the last prompt when this one starts, so the wrong way counts once it was back.
+        toward = turn if action == "turn_left" else -turn
+        if abs(turn) < TURN:
+            self._settled = True
+        if action in ("turn_left", "turn_right") and self._settled and toward < -TURN:
+            self._failed = "turned the wrong way"
+        elif self._satisfied(action, t, turn, eyes, points, image):
+            self._done.append(action)
             self._next(t)
-        return self._status()
+            if self._step >= len(self.order):
+                self._judge_depth()
+        return self.status()
+
+    def _mask(self, image: np.ndarray) -> np.ndarray:
+        if self._outliner is None:
+            self._outliner = depth.Outliner()
+        return self._outliner.mask(image)
 
     def _center(self, t: float, turn: float, eyes: float) -> None:
         if abs(turn) > FRONTAL:
@@ -145,7 +209,7 @@ class LivenessCheck:
         if self._frontal_since is None:
             self._frontal_since = t
         self._open.append(eyes)
-        if t - self._frontal_since >= CENTER_HOLD_S:
+        if t - self._frontal_since >= self.hold_s:
             self._eyes_open = float(np.median(self._open))
             self._next(t)
 
@@ -153,12 +217,15 @@ class LivenessCheck:
         self._step += 1
         self._step_start = t
         self._closed_at = None
+        self._evidence = []
+        self._settled = False
 
-    def _satisfied(self, action: str, t: float, turn: float, eyes: float) -> bool:
-        if action == "turn_left":
-            return turn > TURN
-        if action == "turn_right":
-            return turn < -TURN
+    def _satisfied(self, action: str, t: float, turn: float, eyes: float,
+                   points: np.ndarray, image: np.ndarray | None) -> bool:
+        if action in ("turn_left", "turn_right"):
+            if (turn > TURN) if action == "turn_left" else (turn < -TURN):
+                return self._turned(action, turn, points, image)
+            return False
         # Blink: closed, then open again soon (a closed-eyes photo never reopens).
         if abs(turn) > FRONTAL * 2:
             return False
@@ -172,8 +239,47 @@ class LivenessCheck:
             return quick
         return False
 
+    def _turned(self, action: str, turn: float, points: np.ndarray,
+                image: np.ndarray | None) -> bool:
+        """One more frame turned the prompted way; True once the turn is complete."""
+        if not self.parallax:
+            return True
+        if self._ref is None or image is None:
+            return False  # no frontal reference yet: nothing to measure against
+        _t, ref, ref_shading, ref_outline = self._ref
+        outline = depth.outline_centre(self._mask(image), points)
+        self._evidence.append((
+            depth.planar_residual(ref, points),
+            depth.shading_score(ref, ref_shading, depth.face_shading(image, points),
+                                   turn),
+            depth.outline_parallax(ref, ref_outline, points, outline)))
+        if len(self._evidence) < TURN_FRAMES:
+            return False
+        e = np.array(self._evidence, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            med = [float(np.nanmedian(c)) if np.isfinite(c).any() else float("nan")
+                   for c in e.T]
+        self.turns.append(TurnEvidence(action, *med))
+        return True
+
+    def _judge_depth(self) -> None:
+        """After the last prompt: did the turns show a 3D head?"""
+        if not self.parallax or not self.turns:
+            return
+        planar = float(np.nanmedian([e.planar for e in self.turns]))
+        shading = [e.shading for e in self.turns if np.isfinite(e.shading)]
+        outline = [e.outline for e in self.turns if np.isfinite(e.outline)]
+        if not planar >= PLANAR_MIN:
+            self._failed = "the face moved like a flat picture (a photo?)"
+        elif not ((shading and float(np.median(shading)) >= SHADE_MIN)
+                  or (outline and float(np.median(outline)) >= OUTLINE_MIN)):
+            self._failed = ("the head turned without depth: its light and outline stayed "
+                            "as in a picture (a photo animated by a renderer?)")
+
     def close(self) -> None:
-        pass
+        if self._outliner is not None:
+            self._outliner.close()
+            self._outliner = None
 
     def __enter__(self) -> LivenessCheck:
         return self

@@ -3,8 +3,11 @@
 A model folder (calibration/NAME/: today photos, landmarks and person.json; later
 neural weights) is signed with the user's Ed25519 key. The signature file holds a
 canonical manifest -- the SHA-256 of every other file in the folder, the owner's name,
-the consent statement and the public key -- and the signature over it. Loading verifies
-all of it, so a changed, added or removed file, or a manifest edited by hand, fails
+the consent statement (verbatim), whether the enrollment verified that a live person was
+in front of the camera (``liveness``: "verified" from `calibrate --camera`, "not
+verified" from a clip or photos; absent in models signed before it was recorded, read
+as "not recorded") with the method, and the public key -- and the signature over it.
+Loading verifies all of it, so a changed, added or removed file, or a manifest edited by hand, fails
 with a ModelError that names what is wrong.
 
 The key lives in the user's config directory ($AVATAR_CAM_CONFIG, else
@@ -52,12 +55,14 @@ class Owner:
     consent: str | None
     is_local: bool
     model_fingerprint: int = 0  # 24 bits: what the watermark payload carries
-
+    liveness: str = "not recorded"  # "verified" | "not verified" | "not recorded"
+    liveness_method: str | None = None
 
     def describe(self) -> str:
         mine = ", your key" if self.is_local else ""
         return (f"owner {self.name} (key {self.key_fingerprint}{mine}, signed "
-                f"{self.signed_at}, model {self.model_fingerprint:06x})")
+                f"{self.signed_at}, model {self.model_fingerprint:06x}, liveness: "
+                f"{self.liveness})")
 
 
 def config_dir() -> Path:
@@ -144,9 +149,18 @@ def _canonical(manifest: dict[str, Any]) -> bytes:
                       ensure_ascii=True).encode()
 
 
+LIVENESS_VALUES = ("verified", "not verified")
+
+
 def sign_model(folder: Path, owner: str | None = None, consent: str | None = None,
-               key: Ed25519PrivateKey | None = None) -> Owner:
-    """Sign every file in ``folder`` with the user's key; write folder/signature.json."""
+               key: Ed25519PrivateKey | None = None,
+               liveness: dict[str, str] | None = None) -> Owner:
+    """Sign every file in ``folder`` with the user's key; write folder/signature.json.
+    ``liveness``: {"liveness": "verified" | "not verified", "liveness_method": text}."""
+    if liveness is not None and (liveness.get("liveness") not in LIVENESS_VALUES
+                                 or not isinstance(liveness.get("liveness_method"), str)):
+        raise ValueError(f"liveness must give 'liveness' in {LIVENESS_VALUES} and a "
+                         f"'liveness_method' string, got {liveness!r}")
     folder = Path(folder)
     key = key or load_or_create_key()
     public = key.public_key()
@@ -160,6 +174,9 @@ def sign_model(folder: Path, owner: str | None = None, consent: str | None = Non
         "signed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": file_hashes(folder),
     }
+    if liveness is not None:
+        manifest["liveness"] = liveness["liveness"]
+        manifest["liveness_method"] = liveness["liveness_method"]
     signed = dict(manifest, signature=base64.b64encode(key.sign(_canonical(manifest))).decode())
     tmp = folder / f".{SIGNATURE_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(signed, indent=2, sort_keys=True) + "\n")
@@ -174,8 +191,11 @@ def _owner(manifest: dict[str, Any], public: Ed25519PublicKey, model: int) -> Ow
         with contextlib.suppress(ModelError):
             mine = load_or_create_key(path).public_key()
             local = fingerprint(mine) == fingerprint(public)
+    method = manifest.get("liveness_method")
     return Owner(str(manifest["owner"]), fingerprint(public), str(manifest["public_key"]),
-                 str(manifest["signed_at"]), manifest.get("consent"), local, model)
+                 str(manifest["signed_at"]), manifest.get("consent"), local, model,
+                 str(manifest.get("liveness", "not recorded")),
+                 method if isinstance(method, str) else None)
 
 
 def verify_model(folder: Path) -> Owner:
@@ -198,6 +218,8 @@ def verify_model(folder: Path) -> Owner:
         files = signed["files"]
         if not isinstance(files, dict) or not isinstance(signed["owner"], str):
             raise ValueError("files must be a mapping and owner a string")
+        if signed.get("liveness", "verified") not in LIVENESS_VALUES:
+            raise ValueError(f"unknown liveness {signed.get('liveness')!r}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"model {name!r} has a damaged signature file: {exc}", resign) from exc
     try:

@@ -286,7 +286,8 @@ def person_look(person: Person, out_size: tuple[int, int], resolution: int
     layout = avatar_layout(person, opts)
     # Every frame we make says it is synthetic, here too, and whose model it is.
     owner = person.owner.name if person.owner is not None else None
-    return renderer, Compositor(layout, label=label_for(opts, owner),
+    liveness = person.owner.liveness if person.owner is not None else None
+    return renderer, Compositor(layout, label=label_for(opts, owner, liveness),
                                 **watermark_for(person, out_size)), \
         framer_for(person, layout, opts)
 
