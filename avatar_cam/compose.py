@@ -238,26 +238,33 @@ class Compositor:
         h, w = self.layout.background.shape[:2]
         return (w, h)
 
-    def _background(self, p: Placement) -> tuple[np.ndarray, float, float]:
-        """The background under ``p`` and where the resting square's corner went."""
+    def _background(self, p: Placement) -> tuple[np.ndarray, float, float, float]:
+        """The background under ``p``, where the resting square's corner went and the
+        scale it was drawn at (``p.k`` up to the rounding of a whole-pixel crop)."""
         lay = self.layout
         if lay.source is None or p.identity:
-            return lay.background.copy(), float(lay.x), float(lay.y)
+            return lay.background.copy(), float(lay.x), float(lay.y), 1.0
         w, h = self.size
         cx, cy = lay.pivot
         ox, oy = lay.origin
-        if p.k == 1.0:  # a shift by whole pixels: a slice, no resampling
-            ix, iy = int(round(p.dx)), int(round(p.dy))
-            sh, sw = lay.source.shape[:2]
-            if min(oy - iy, ox - ix) >= 0 and oy - iy + h <= sh and ox - ix + w <= sw:
-                return (lay.source[oy - iy:oy - iy + h, ox - ix:ox - ix + w].copy(),
-                        float(lay.x + ix), float(lay.y + iy))
-        # output = pivot + k (rest - pivot) + d; rest = source - origin
+        sh, sw = lay.source.shape[:2]
+        # output = pivot + k (rest - pivot) + d, rest = source - origin: the output is the
+        # source's rectangle from (sx, sy), (w / k, h / k) large, scaled by k.
         tx, ty = (1 - p.k) * cx + p.dx, (1 - p.k) * cy + p.dy
+        sx, sy = int(round(ox - tx / p.k)), int(round(oy - ty / p.k))
+        rw, rh = max(1, int(round(w / p.k))), max(1, int(round(h / p.k)))
+        if sx >= 0 and sy >= 0 and sx + rw <= sw and sy + rh <= sh:
+            roi = lay.source[sy:sy + rh, sx:sx + rw]
+            # A crop and a resize (separable, far cheaper than a general warp); the
+            # square goes where the same rounded mapping puts it.
+            bg = roi.copy() if (rw, rh) == (w, h) else cv2.resize(
+                roi, (w, h), interpolation=cv2.INTER_LINEAR)
+            kx = w / rw
+            return bg, (lay.x + ox - sx) * kx, (lay.y + oy - sy) * (h / rh), kx
         m = np.array([[p.k, 0.0, tx - p.k * ox], [0.0, p.k, ty - p.k * oy]])
         bg = cv2.warpAffine(lay.source, m, (w, h), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-        return bg, p.k * lay.x + tx, p.k * lay.y + ty
+        return bg, p.k * lay.x + tx, p.k * lay.y + ty, p.k
 
     def compose(self, face: np.ndarray, seq: int, t_capture_ns: int,
                 face_found: bool = True, placement: Placement | None = None) -> AvatarFrame:
@@ -266,8 +273,8 @@ class Compositor:
                 or face.shape[0] != face.shape[1]:
             raise ValueError(f"face must be (R, R, 3) uint8 BGR, got {face.shape} {face.dtype}")
         p = placement if placement is not None else Placement()
-        out, fx, fy = self._background(p)
-        side = max(16, int(round(self.layout.side * p.k)))
+        out, fx, fy, k = self._background(p)
+        side = max(16, int(round(self.layout.side * k)))
         x, y = int(round(fx)), int(round(fy))
         h, w = out.shape[:2]
         x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)

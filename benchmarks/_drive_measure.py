@@ -23,6 +23,7 @@ from avatar_cam.render.mouth import mouth_gap, mouth_width
 # Thresholds (stated in drive.json).
 BLINK_BELOW = 0.15  # driver eye_opening under this: a blink (open eyes ~0.3, closed < 0.1)
 OPEN_ABOVE = 0.22  # driver eye_opening over this: eyes open (the reference for blinks)
+EYE_TOLERANCE = 0.1  # target: the output's eye_opening this close to the driver's on blinks
 MOUTH_CLOSED_BELOW = 0.02  # driver inner-lip gap / mouth width under this: mouth closed
 STILL_BELOW = 0.01  # driver head-centre motion under this many face widths a frame: still
 EDGE_GAP, EDGE_BAND = 3, 8  # edge measure: reference steps 3-8 px off the square's side
@@ -269,7 +270,11 @@ def summarize(driver: Track, out: Track, avatar_descriptor: np.ndarray | None,
                      "driver_eye_on_blinks": _r(_mean(d_eye[blink])),
                      "driver_eye_open": _r(_mean(d_eye[open_])),
                      "output_eye_on_blinks": _r(_mean(o_eye[blink])),
-                     "output_eye_when_driver_open": _r(_mean(o_eye[open_]))}
+                     "output_eye_when_driver_open": _r(_mean(o_eye[open_])),
+                     # the target: within EYE_TOLERANCE of the driver's, per frame
+                     "within_tolerance": _r(_mean(
+                         (np.abs(o_eye[blink] - d_eye[blink]) <= EYE_TOLERANCE)
+                         .astype(np.float64)))}
     # mouth when the driver's is closed
     d_m, o_m = driver.series("mouth")[:n], out.series("mouth")
     closed = d_m < MOUTH_CLOSED_BELOW

@@ -61,8 +61,9 @@ def table(data: dict[str, Any], sheets: str, figure: str | None) -> str:
         rows.append([
             a, r["renderer"], d, r["frames"], pct(r["face_found"]), pct(r["face_inside"]),
             pct(r.get("identity", {}).get("closer_to_avatar")),
-            f"{num(b['output_eye_on_blinks'])} / {num(b['output_eye_when_driver_open'])}"
-            f" ({b['driver_frames']})",
+            f"{num(b['output_eye_on_blinks'])} / {num(b['driver_eye_on_blinks'])} / "
+            f"{num(b['output_eye_when_driver_open'])} ({b['driver_frames']}; "
+            f"{pct(b.get('within_tolerance'))} within 0.1)",
             f"{num(m['output_mouth'], 3)} ({m['driver_frames']})",
             f"{num(None if j['output'] is None else 100 * j['output'])} / "
             f"{num(None if j['driver'] is None else 100 * j['driver'])}",
@@ -71,7 +72,7 @@ def table(data: dict[str, Any], sheets: str, figure: str | None) -> str:
             "n/a" if lv is None else f"{lv['latency_ms']['p95']:.1f}", _verdict(meets(r))])
     t = markdown_table(
         ["avatar", "renderer", "driver", "frames", "face found", "face inside",
-         "closer to avatar", "eyes: on driver's blinks / open (blink frames)",
+         "closer to avatar", "eyes on blinks: out / driver / out when open (frames; within 0.1)",
          "mouth, driver's closed (frames)", "jitter when still, % face width: out / driver",
          "edge ratio: median (frames over null)", "fps", "p95 ms", "meets targets"], rows)
     th, ec, null, m = data["thresholds"], data["edge_check"], data["edge_null"], data["machine"]
