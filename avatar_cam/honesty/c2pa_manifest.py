@@ -197,7 +197,10 @@ class ManifestReport:
         if self.digital_source_type:
             out.append(f"    source: {self.digital_source_type.rsplit('/', 1)[-1]}, made with "
                        f"{self.claim_generator}")
-        if self.avatar_cam:
+        if self.avatar_cam and self.model_fingerprint is None:
+            out.append("    no model named (the recorder did not know it, as for a call's "
+                       f"far side), liveness {self.liveness}")
+        elif self.avatar_cam:
             out.append(f"    person {self.person}, model fingerprint {self.model_fingerprint}, "
                        f"owner {self.owner} ({self.owner_key}), liveness {self.liveness}")
         out += [f"    failure: {f}" for f in self.failures]

@@ -23,15 +23,17 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from ..errors import AvatarCamError, CameraError, ImageError, VideoError
-from .c2pa_manifest import ManifestReport, read_manifest
 from .detection import Detection, Detector
 from .watermark import ALGORITHM_VERSION, THRESHOLD, minute_to_unix
+
+if TYPE_CHECKING:  # c2pa loads a native library: only when a file is checked
+    from .c2pa_manifest import ManifestReport
 
 DEFAULT_FILE_FRAMES = 300  # 10 s at 30 fps: plenty, the mark is in every frame
 DEFAULT_CAMERA_FRAMES = 90
@@ -127,6 +129,8 @@ def verify_path(path: Path | str, max_frames: int = DEFAULT_FILE_FRAMES,
                 trust_anchors: Sequence[Path] = ()) -> Report:
     """Check an image or a video file (its first ``max_frames`` frames) for the mark, and
     its C2PA manifest (signers chaining to ``trust_anchors``, PEM files, are trusted)."""
+    from .c2pa_manifest import read_manifest
+
     path = Path(path)
     report = _verify_pixels(path, max_frames)
     report.manifest = read_manifest(path, trust_anchors)
