@@ -127,7 +127,9 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                      owner_key="ed25519:00112233445566aa", liveness="verified")
     out = {"marked": _recorded(folder, "marked", [marker.embed(f.copy()) for f in frames],
                                who),
-           "unmarked": _recorded(folder, "unmarked", frames, who)}
+           "unmarked": _recorded(folder, "unmarked", frames, who),
+           "other_model": _recorded(folder, "other", [marker.embed(f.copy()) for f in frames],
+                                    Provenance(model_fingerprint="abcdef"))}
     data = bytearray(out["marked"].read_bytes())
     data[data.find(b"mdat") + 4000] ^= 0x10  # one bit of a coded picture
     out["tampered"] = folder / "tampered.mp4"
@@ -195,3 +197,10 @@ def test_a_truncated_recording_is_reported_not_crashed(
     assert run([str(cut)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("avatar-cam: error:") and "Traceback" not in captured.err
+
+
+def test_a_manifest_naming_another_model_is_pointed_out(
+        signed: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([str(signed["other_model"])]) == 0
+    assert "note: the manifest names model abcdef, the watermark c0ffee" in \
+        capsys.readouterr().out
