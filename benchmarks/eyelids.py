@@ -271,7 +271,12 @@ def main() -> None:
                       "blinks": [asdict(b) for b in found[n]],
                       "still_pairs": int(pairs[n].sum()), "raw_flicker": raw_flicker[n]}
                   for n, t in tracks.items()},
-        "today": today, "chosen_result": best, "grid": grid,
+        # The grid keeps each setting's summary and still flicker; its per-blink figures
+        # (62 blinks x 125 settings) only for the chosen one and today's.
+        "today": today, "chosen_result": best,
+        "grid": [{**{k: v for k, v in m.items() if k != "clips"},
+                  "still_flicker": {n: c["still_flicker"] for n, c in m["clips"].items()}}
+                 for m in grid],
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write("eyelids", data, table(data, tracks))
