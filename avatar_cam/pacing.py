@@ -12,11 +12,17 @@ receiver's ``JitterSource``) and the pipeline's sends:
   that re-anchors the schedule at its frame (lateness forgotten, the next frame one
   period on), so a stall costs no burst at all.
 
-Only ``max_lag_s`` differs between the callers. Sources use ``MAX_LAG_S``: a video's
-timeline survives hiccups of up to half a second, and a longer stall is not replayed
-as frames the one-slot mailboxes downstream would drop anyway. The sends use one
-period (``send_pacer``): a sink (a virtual camera, a track) gets at most one frame
-early after a late one, never a catch-up run.
+Sources use ``MAX_LAG_S``: a video's timeline survives hiccups of up to half a second,
+and a longer stall is not replayed as frames the one-slot mailboxes downstream would
+drop anyway. The sends (``send_pacer``) bank half a period and keep it (``keep_lag``:
+lateness beyond ``max_lag_s`` is cut to ``max_lag_s``, not forgotten): a schedule
+forgotten at each late frame locks onto a source that runs at the same rate with a
+fixed phase, and every frame then waits for its slot (up to a period of latency for
+nothing); with half a period kept (banked from the start, as a token bucket starts
+full), a frame that comes up to half a period early after the one before goes at once,
+and the rate still never passes ``fps`` by more than that. The pipeline waits for the
+slot first and then takes the newest frame, and says when it went (``sent()``), so a
+frame never waits for its slot while a newer one is made.
 
 ``clock`` and ``sleep`` are injectable so tests run seconds of schedule in no time.
 """
@@ -42,33 +48,56 @@ class Pacer:
     """
 
     def __init__(self, fps: float, clock: Clock = time.monotonic,
-                 sleep: Sleep = time.sleep, *, max_lag_s: float = MAX_LAG_S) -> None:
+                 sleep: Sleep = time.sleep, *, max_lag_s: float = MAX_LAG_S,
+                 keep_lag: bool = False) -> None:
         if not math.isfinite(fps) or fps <= 0.0:
             raise ValueError(f"fps must be a positive number, got {fps}")
         if not math.isfinite(max_lag_s) or max_lag_s < 0.0:
             raise ValueError(f"max_lag_s must be >= 0 seconds, got {max_lag_s}")
         self.period = 1.0 / fps
         self.max_lag_s = max_lag_s
+        self.keep_lag = keep_lag
         self._clock = clock
         self._sleep = sleep
         self._t0: float | None = None
         self._n = 0
+        self._due: float | None = None  # when the frame of the last wait() was due
 
     def wait(self) -> None:
         """Block until the next frame is due (at once when it is overdue)."""
         now = self._clock()
-        if self._t0 is None:
-            self._t0 = now
+        if self._t0 is None:  # a pacer that keeps slack starts with all of it banked
+            self._t0 = now - (self.max_lag_s if self.keep_lag else 0.0)
         due = self._t0 + self._n * self.period
         if now < due:
             self._sleep(due - now)
         elif now - due > self.max_lag_s:
-            self._t0, self._n = now, 0
+            due = self._catch_up(now - due, now, 0)
+        self._due = due
         self._n += 1
+
+    def sent(self) -> None:
+        """The frame ``wait()`` was for went out only now (its reader waited for it after
+        the slot): the lateness rule applies to this moment, so the next frame keeps its
+        distance from this one."""
+        now = self._clock()
+        if self._due is not None and now - self._due > self.max_lag_s:
+            self._due = self._catch_up(now - self._due, now, 1)
+
+    def _catch_up(self, lateness: float, now: float, counted: int) -> float:
+        """Apply the rule to a frame ``lateness`` s overdue at ``now`` (``counted``: 1 if
+        it was already numbered); returns its due time under the new schedule."""
+        assert self._t0 is not None
+        if self.keep_lag:  # keep max_lag_s of slack: the schedule follows the reader
+            self._t0 += lateness - self.max_lag_s
+            return now - self.max_lag_s
+        self._t0, self._n = now, counted  # forget it: this frame is the new anchor
+        return now
 
 
 def send_pacer(fps: float, clock: Clock = time.monotonic,
                sleep: Sleep = time.sleep) -> Pacer:
-    """The pipeline's send pacing: at most ``fps`` sends a second, and a stall longer
-    than one period re-anchors rather than banking slack for a burst."""
-    return Pacer(fps, clock, sleep, max_lag_s=1.0 / fps)
+    """The pipeline's send pacing: at most ``fps`` sends a second on average, a frame
+    at most half a period early after the one before, and a stall costs no burst (half
+    a period of slack is all that is ever banked)."""
+    return Pacer(fps, clock, sleep, max_lag_s=0.5 / fps, keep_lag=True)

@@ -278,18 +278,23 @@ class Pipeline:
         for t in threads:
             t.start()
         pacer = send_pacer(self.fps)
+        waiting = True  # the next take() is for a new slot
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and self.stats.frames >= self.max_frames:
                     break
+                if self.pace and waiting:
+                    # The slot first, then the newest frame: a frame never waits for its
+                    # slot while a newer one is made (pacing.send_pacer: no burst either).
+                    pacer.wait()
                 frame = self._out.take(0.05)
+                waiting = frame is not None
                 if frame is None:
                     if self._out.drained:
                         break
                     continue
                 if self.pace:
-                    # At most one period of slack is banked: a stall must not cause a burst.
-                    pacer.wait()
+                    pacer.sent()
                 t0 = time.perf_counter()
                 self.sink.send(frame)
                 sent_ns = time.monotonic_ns()

@@ -82,59 +82,62 @@ def test_a_stall_reanchors_instead_of_bursting(stall_s: float) -> None:
     assert clock.sleeps == [pytest.approx(0.1)] * 3
 
 
-def test_max_lag_is_the_only_difference_between_callers() -> None:
-    # The same 0.25 s of lateness: caught up by a source, forgotten by the sends.
+def test_sources_forget_a_stall_and_sends_keep_half_a_period() -> None:
+    # The same 0.25 s of lateness: caught up by a source; the sends keep half a period.
     late = [0.0, 0.35, 0.0, 0.0]
     source_clock, send_clock = FakeClock(), FakeClock()
     source = _waits(Pacer(10.0, source_clock, source_clock.sleep), source_clock, late)
     sends = _waits(send_pacer(10.0, send_clock, send_clock.sleep), send_clock, late)
     assert source[2:] == pytest.approx([T0 + 0.35, T0 + 0.35])
-    assert sends[2:] == pytest.approx([T0 + 0.45, T0 + 0.55])
-
-
-def _old_pipeline_sends(fps: float, ready: list[float]) -> list[float]:
-    """Pipeline.run's send pacing before pacing.py, kept as the oracle for the sends:
-    ``next_send = max(next_send + period, now)`` after each send, anchored at the first."""
-    period, next_send = 1.0 / fps, ready[0]
-    out: list[float] = []
-    for t in ready:
-        now = max(t, out[-1] if out else t)
-        now = max(now, next_send)
-        out.append(now)
-        next_send = max(next_send + period, now)
-    return out
+    assert sends[2:] == pytest.approx([T0 + 0.40, T0 + 0.50])
 
 
 def _sends(fps: float, ready: list[float]) -> list[float]:
-    """When send_pacer lets each frame go, frame ``i`` being ready at ``ready[i]``."""
+    """When the pipeline sends frame ``i``, ready at ``ready[i]``: it waits for the slot
+    (send_pacer), then takes the frame as soon as it is ready."""
     clock = FakeClock()
     clock.now = ready[0]
     pacer = send_pacer(fps, clock, clock.sleep)
     out = []
     for t in ready:
-        clock.now = max(clock.now, t)  # the caller's thread takes a frame once it's ready
         pacer.wait()
+        clock.now = max(clock.now, t)
+        pacer.sent()
         out.append(clock.now)
     return out
 
 
+@pytest.mark.parametrize("phase", [0.05, 0.3, 0.6, 0.95])
+def test_a_source_at_the_same_rate_never_waits_for_a_slot(phase: float) -> None:
+    # A camera at 30 fps, its frames ready at a fixed phase of the send schedule with a
+    # little jitter: whatever the phase, each goes as soon as it is ready (a schedule
+    # that forgets lateness locks onto the phase and holds every frame for its slot).
+    rng = random.Random(int(phase * 100))
+    period = 1.0 / 30.0
+    ready = [T0 + (n + phase) * period + rng.uniform(-0.2, 0.2) * period
+             for n in range(300)]
+    sends = _sends(30.0, ready)
+    waits = np.array(sends[1:]) - np.array(ready[1:])
+    assert waits.max() == pytest.approx(0.0, abs=1e-9)
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_sends_pace_as_the_pipeline_did_through_jitter(seed: int) -> None:
-    # A renderer faster than fps with up to a period of jitter: the same send times as
-    # the old rule, exactly fps apart on average and never two inside one period early.
+def test_sends_never_pass_the_rate_through_jitter(seed: int) -> None:
+    # A renderer faster than fps with up to a period of jitter: never sent before it is
+    # ready, never more than half a period early after the one before, fps on average.
     rng = random.Random(seed)
     fps, period = 30.0, 1.0 / 30.0
     ready = [T0 + n * period + rng.uniform(0.0, 0.99 * period) for n in range(300)]
     sends = _sends(fps, ready)
-    assert sends == pytest.approx(_old_pipeline_sends(fps, ready))
-    assert all(s >= t for s, t in zip(sends, ready, strict=True))  # never sent early
+    assert all(s >= t for s, t in zip(sends, ready, strict=True))
+    assert np.diff(sends).min() >= 0.5 * period - 1e-9
     assert sends[-1] - sends[0] == pytest.approx(299 * period, abs=period)
 
 
 def test_sends_of_a_fast_renderer_are_one_period_apart() -> None:
     ready = [T0 + n * 0.001 for n in range(60)]  # everything ready at once
     sends = _sends(30.0, ready)
-    assert np.diff(sends) == pytest.approx(np.full(59, 1.0 / 30.0))
+    assert np.diff(sends)[1:] == pytest.approx(np.full(58, 1.0 / 30.0))
 
 
 def test_sends_after_a_stall_are_paced_not_burst() -> None:
@@ -145,9 +148,9 @@ def test_sends_after_a_stall_are_paced_not_burst() -> None:
     sends = _sends(30.0, ready)
     resumed = ready[10]
     assert sends[10] == pytest.approx(resumed)  # the late frame goes at once
-    # ...and the rest a period apart from it: the old rule let one more go at once.
-    assert sends[11:] == pytest.approx([resumed + n * period for n in range(1, 10)])
-    assert _old_pipeline_sends(30.0, ready)[11] == pytest.approx(ready[11])
+    # ...the next half a period after it (the slack kept), then a period apart.
+    assert sends[11] == pytest.approx(resumed + 0.5 * period)
+    assert np.diff(sends[11:]) == pytest.approx(np.full(8, period))
 
 
 @pytest.mark.parametrize(("fps", "max_lag_s"), [(0.0, 0.5), (float("nan"), 0.5),
