@@ -31,7 +31,7 @@ import numpy as np
 
 from . import mesh
 from .framing import Placement
-from .matte import HeadMatte, extend_with_blur, head_box, person_mask
+from .matte import HeadMatte, edge_falloff, extend_with_blur, head_box, person_mask
 from .types import AvatarFrame
 
 _OVAL = list(mesh.FACE_OVAL[:-1])
@@ -195,13 +195,9 @@ def _compose_affine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def feather_mask(side: int, feather: float) -> np.ndarray:
-    """(side, side) float32 in [0, 1]: 1 inside, a smooth ramp to 0 over the outer band."""
-    band = max(1.0, feather * side)
-    r = np.arange(side, dtype=np.float32) + 0.5
-    edge = np.minimum(r, side - r) / band
-    ramp = np.clip(edge, 0.0, 1.0)
-    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible kink at the band's inner edge
-    return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
+    """(side, side) float32 in [0, 1]: 1 inside, a smooth ramp to 0 over the outer band
+    (``feather`` of the side): the square layout's mask, the head matte's falloff."""
+    return edge_falloff(side, feather)
 
 
 class _Label(Protocol):

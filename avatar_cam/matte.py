@@ -39,7 +39,8 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def edge_falloff(side: int, band: float = EDGE_BAND) -> np.ndarray:
-    """(side, side) float32: 0 on the square's border, 1 inside a band of ``band * side``."""
+    """(side, side) float32: 0 on the square's border, 1 inside a band of ``band * side``,
+    smoothstep between (no visible kink at the band's inner edge)."""
     r = (np.arange(side, dtype=np.float32) + 0.5) / max(band * side, 1.0)
     ramp = _smoothstep(np.minimum(r, r[::-1]))
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
