@@ -13,15 +13,15 @@ pixels, in two ways, and a turn counts as a real head's when either shows:
   patch changes with its normal; for a Lambertian surface the change of log-brightness
   with the turn has a gradient across the face whose sign is opposite to the turn
   (d/dphi of -tan(phi - light) < 0 for every lit patch). A warp carries each patch's
-  brightness along unchanged. Measured per turn (benchmarks/liveness.py): 0.05-0.12 on
-  the Pexels woman, 0.15-0.17 on franck, at most 0.049 on warp and generator renders (a
-  thin margin on Pexels); a diffusely lit home webcam (cap12) shows none (-0.06..0),
-  hence the second measure.
+  brightness along unchanged. Measured per turn (benchmarks/liveness.py, the reference
+  frame within 0.03 of the frontal pose): 0.21-0.25 on the Pexels woman, 0.06-0.07 on
+  franck, at most 0.055 on warp and generator renders; a diffusely lit home webcam
+  (cap12) shows none (-0.06..-0.01), hence the second measure.
 - ``outline_parallax``: the nose swings in front of the head's outline (hair, ears), which
   a real head turns inside of; a warp moves the outline with a similarity of the face, so
   the nose's shift against the outline is hardly more than against the face's centre.
-  The ratio of the two: 2.9-3.5 on cap12's turns, 1.5-1.9 on the renders; but only
-  1.4-1.8 on the Pexels woman, who carries her head and shoulders along.
+  The ratio of the two: 2.7-3.4 on cap12's turns, 2.8-3.5 on franck's, 1.5-1.9 on the
+  renders; but only 2.0-2.2 on the Pexels woman, who carries her head and shoulders along.
 
 A replay of a recording of a real person is real 3D motion and passes both; it is
 rejected, if at all, by the random prompt order (see liveness.py).
