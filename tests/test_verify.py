@@ -24,11 +24,16 @@ from avatar_cam.types import AvatarFrame
 PAYLOAD = wm.make_payload(0xC0FFEE, wm.minute_now(1_790_000_000))
 
 
+def demo_frames(size: tuple[int, int], count: int) -> list[np.ndarray]:
+    """Every other frame of the demo identity's footage, ``count`` of them."""
+    footage = Footage(load_person("demo"), size, face_height=0.9)
+    return [footage.frame(n)[0] for n in range(0, 2 * count, 2)]
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("verify")
-    footage = Footage(load_person("demo"), (1280, 720), face_height=0.9)
-    frames = [footage.frame(n)[0] for n in range(0, 24, 2)]
+    frames = demo_frames((1280, 720), 12)
     marker = wm.Watermarker(PAYLOAD)
     out = {}
     for name, mark in (("marked", True), ("plain", False)):
@@ -120,15 +125,14 @@ def _recorded(folder: Path, name: str, frames: list[np.ndarray],
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("signed")
-    footage = Footage(load_person("demo"), (640, 360), face_height=0.9)
-    frames = [footage.frame(n)[0] for n in range(0, 16, 2)]
+    frames = demo_frames((640, 360), 8)
     marker = wm.Watermarker(PAYLOAD)
+    marked = [marker.embed(f.copy()) for f in frames]
     who = Provenance(person="demo", model_fingerprint="c0ffee", owner="Demo Owner",
                      owner_key="ed25519:00112233445566aa", liveness="verified")
-    out = {"marked": _recorded(folder, "marked", [marker.embed(f.copy()) for f in frames],
-                               who),
+    out = {"marked": _recorded(folder, "marked", marked, who),
            "unmarked": _recorded(folder, "unmarked", frames, who),
-           "other_model": _recorded(folder, "other", [marker.embed(f.copy()) for f in frames],
+           "other_model": _recorded(folder, "other", marked,
                                     Provenance(model_fingerprint="abcdef"))}
     data = bytearray(out["marked"].read_bytes())
     data[data.find(b"mdat") + 4000] ^= 0x10  # one bit of a coded picture
