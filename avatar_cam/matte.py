@@ -26,7 +26,7 @@ import numpy as np
 
 from . import mesh
 
-RING_SCALE = 1.45  # as the warp renderer's ring: the oval pushed out over hair and neck
+RING_SCALE = mesh.RING_SCALE  # the warp renderer's ring: the oval pushed out over hair
 EDGE_BAND = 0.1  # of the square side: the matte fades to 0 over this band at the border
 FEATHER = 0.025  # of the square side: the matte's soft edge (Gaussian sigma)
 MATTE_RES = 128  # the matte is built at this size, then scaled to the square

@@ -45,6 +45,10 @@ CHIN = 152
 FOREHEAD = 10
 NOSE_TIP = 1
 
+# The face oval pushed out by this factor about its centre: the ring around the face that
+# carries hair and neck (the warp renderer moves it with the head; the head matte covers it).
+RING_SCALE = 1.45
+
 # Points that barely move with expression: used to estimate head pose (rigid part).
 RIGID = (10, 109, 67, 103, 338, 297, 332, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1,
          33, 133, 263, 362, 127, 356, 234, 454, 93, 323, 98, 327, 64, 294, 2)

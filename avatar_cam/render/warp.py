@@ -40,7 +40,7 @@ from .mouth import draw_mouth, fill_polygon, mouth_gap, mouth_width, polygon_are
 MouthMode = Literal["auto", "source", "drawn"]
 
 N_FACE = 468  # mesh points without the iris
-RING_SCALE = 1.45
+RING_SCALE = mesh.RING_SCALE
 RING_MARGIN = 0.02  # of the crop side: ring points stay this far inside the border
 BORDER_STEPS = 4  # border points per side (corners included once)
 SHIFT = 4  # fixed-point bits for OpenCV drawing
