@@ -45,13 +45,11 @@ async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
     from avatar_cam.webrtc.peer import (
         LocalAvatar,
         PeerOptions,
-        allow_loopback_candidates,
         configure_loop,
     )
     from avatar_cam.webrtc.server import AvatarServer
 
     configure_loop(asyncio.get_running_loop())
-    allow_loopback_candidates()
     opts = PeerOptions(landmarks_only=landmarks, out_size=(320, 240))
     basis = None
     if landmarks:

@@ -33,6 +33,7 @@ from avatar_cam.webrtc.model_share import (
     Outgoing,
     parse_manifest,
 )
+from avatar_cam.webrtc.rtp_buffer import RECEIVER_BUFFER
 
 OUT = (320, 240)
 
@@ -89,10 +90,9 @@ async def _call(a: Any, b: Any, seconds: float, until: Any = None) -> None:
 
 
 def _setup_loop() -> None:
-    from avatar_cam.webrtc.peer import allow_loopback_candidates, configure_loop
+    from avatar_cam.webrtc.peer import configure_loop
 
     configure_loop(asyncio.get_running_loop())
-    allow_loopback_candidates()
 
 
 def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
@@ -109,7 +109,7 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
             await _call(a, b, 12.0, lambda: min(sa.count, sb.count) >= 45)
             lat = [(ns - lb.slot.sent_at[s]) / 1e6 for s, ns in a.video_rx.arrivals
                    if s is not None and s in lb.slot.sent_at]
-            buffers = [type(t.receiver._RTCRtpReceiver__jitter_buffer).__name__
+            buffers = [type(getattr(t.receiver, RECEIVER_BUFFER)).__name__
                        for t in a.pc.getTransceivers()]
             return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "lat": lat,
                     "buffers": buffers,
@@ -484,7 +484,7 @@ def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
     from aiortc.rtp import RtpPacket
 
-    from avatar_cam.webrtc.receive import MarkerJitterBuffer
+    from avatar_cam.webrtc.rtp_buffer import MarkerJitterBuffer
 
     def packet(seq: int, ts: int, marker: bool) -> RtpPacket:
         p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=ts)
@@ -517,3 +517,34 @@ def test_track_sends_black_frames_of_the_pipeline_size_until_the_first_frame() -
                 for f in frames]
 
     assert asyncio.run(main()) == [(320, 180, 0), (320, 180, 0)]
+
+
+def test_loopback_candidates_are_added_only_while_gathering() -> None:
+    import aioice.ice
+
+    from avatar_cam.webrtc.options import loopback_gathering
+
+    original = aioice.ice.get_host_addresses
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
+    with loopback_gathering():
+        with loopback_gathering():  # nested gatherings share one swap
+            assert aioice.ice.get_host_addresses(True, False)[0] == "127.0.0.1"
+        assert aioice.ice.get_host_addresses(True, False).count("127.0.0.1") == 1
+        assert "127.0.0.1" not in aioice.ice.get_host_addresses(False, True)
+    assert aioice.ice.get_host_addresses is original
+
+
+def test_workers_are_the_loops_one_executor() -> None:
+    from avatar_cam.webrtc.options import configure_loop, workers
+
+    async def main() -> tuple[bool, str]:
+        pool = configure_loop(asyncio.get_running_loop(), 2)
+        try:
+            name = await workers().run(lambda: __import__("threading").current_thread().name)
+            other = await asyncio.get_running_loop().run_in_executor(None, lambda: 1)
+            return workers() is pool and other == 1, name
+        finally:
+            pool.close()
+
+    same, name = asyncio.run(main())
+    assert same and name.startswith("avatar-rtc")

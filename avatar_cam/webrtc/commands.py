@@ -89,14 +89,13 @@ async def _local(args: argparse.Namespace, opts: Any) -> Any:
     from .. import live
     from ..person import load_person
     from .enroll import basis_for
+    from .options import workers
     from .peer import LocalAvatar
 
-    loop = asyncio.get_running_loop()
-    person = await loop.run_in_executor(None, load_person, args.person)
+    person = await workers().run(load_person, args.person)
     basis = None
     if opts.landmarks_only:
-        basis = await loop.run_in_executor(None, basis_for, person.neutral, person.crop_size,
-                                           person.folder)
+        basis = await workers().run(basis_for, person.neutral, person.crop_size, person.folder)
     live_opts = live.LiveOptions(out_size=args.size, fps=args.fps, resolution=args.resolution,
                                  track=not (args.no_track and args.camera is None
                                             and args.video is None))
@@ -123,11 +122,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .options import allow_loopback_candidates, configure_loop, wait_awake
+    from .options import configure_loop, wait_awake
     from .server import AvatarServer
 
-    configure_loop(asyncio.get_running_loop())
-    allow_loopback_candidates()
+    pool = configure_loop(asyncio.get_running_loop())
     opts = _options(args)
     local = await _local(args, opts)
     running = asyncio.ensure_future(local.run())
@@ -145,6 +143,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.close()
         local.stop()
         await running
+        pool.close()
     return 0
 
 
@@ -156,10 +155,9 @@ def run_call(args: argparse.Namespace) -> int:
 async def _call(args: argparse.Namespace) -> int:
     from ..sinks import open_sink
     from .call import Until, connect, listen
-    from .peer import allow_loopback_candidates, configure_loop
+    from .options import configure_loop
 
-    configure_loop(asyncio.get_running_loop())
-    allow_loopback_candidates()
+    pool = configure_loop(asyncio.get_running_loop())
     opts = _options(args)
     if args.share_model and not args.landmarks_only:
         log.warning("--share-model only matters with --landmarks-only; ignored")
@@ -178,6 +176,7 @@ async def _call(args: argparse.Namespace) -> int:
         await running
         if sink is not None:
             sink.close()
+        pool.close()
     stats["sent"] = dict(local.counts)
     log.info("call ended: %s", json.dumps(stats))
     if args.stats_json is not None:

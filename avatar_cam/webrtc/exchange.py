@@ -29,6 +29,7 @@ from .model_share import (
     Outgoing,
     parse_manifest,
 )
+from .options import workers
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ class ModelExchange:
 
     async def _consider(self, channel: RTCDataChannel, manifest: Manifest) -> None:
         # Re-hashing a cached bundle takes a while for big weights: not on the event loop.
-        loop = asyncio.get_running_loop()
-        cached = await loop.run_in_executor(None, self.cache.lookup, manifest)
+        cached = await workers().run(self.cache.lookup, manifest)
         if channel.readyState != "open":
             return
         if cached is not None:
@@ -147,7 +147,7 @@ class ModelExchange:
 
     async def _finish(self, channel: RTCDataChannel, kind: str, incoming: Incoming) -> None:
         try:
-            folder = await asyncio.get_running_loop().run_in_executor(None, incoming.finish)
+            folder = await workers().run(incoming.finish)
         except (BundleError, OSError) as exc:
             self.counts[f"{kind}_rejected"] += 1
             log.warning("the peer's %s was rejected: %s", kind, exc)
@@ -161,15 +161,13 @@ class ModelExchange:
         await self._adopt(incoming.manifest, folder)
 
     async def _adopt(self, manifest: Manifest, folder: Path) -> None:
-        loop = asyncio.get_running_loop()
         try:
             if manifest.kind == "basis":
-                data = await loop.run_in_executor(None, (folder / BASIS_FILE).read_bytes)
+                data = await workers().run((folder / BASIS_FILE).read_bytes)
                 if not self.basis.done():
                     self.basis.set_result(ExpressionBasis.from_bytes(data))
             else:
-                person = await loop.run_in_executor(None, load_person, manifest.name,
-                                                    folder.parent)
+                person = await workers().run(load_person, manifest.name, folder.parent)
                 if not self.model.done():
                     self.model.set_result(person)
             self.digests[manifest.kind] = manifest.digest

@@ -18,7 +18,7 @@ from ..pipeline import Pipeline
 from .basis import BASIS_FILE, ExpressionBasis
 from .codec import LandmarkEncoder
 from .model_share import Outgoing
-from .options import PeerOptions
+from .options import PeerOptions, workers
 from .tracks import FrameSlot, LandmarkTap
 
 MAX_LANDMARK_BACKLOG = 4096  # bytes queued on a channel beyond which packets are stale
@@ -58,7 +58,7 @@ class LocalAvatar:
         from .. import live
 
         try:
-            await self.loop.run_in_executor(None, self.pipeline.run)
+            await workers().run(self.pipeline.run)
         finally:
             live.close_all(self.pipeline)
 

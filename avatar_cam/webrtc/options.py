@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import AvatarCamError
 from .jitter import PlayoutConfig
+
+T = TypeVar("T")
 
 
 class CallError(AvatarCamError):
@@ -29,38 +34,86 @@ class PeerOptions:
     stamp: bool = False  # number frames in their corner (latency measurement)
     key_every: int = 6  # landmark KEY packet interval
     playout: PlayoutConfig = field(default_factory=PlayoutConfig)
+    opus_kbps: int = 16  # the voice's Opus bitrate (landmark mode; RTP voice too)
+    bundle_frames: int = 1  # landmark frames per data-channel message (voice rides along)
+    loopback: bool = True  # also gather 127.0.0.1 candidates (same-machine calls)
 
     @property
     def mode(self) -> str:
         return "landmarks" if self.landmarks_only else "video"
 
 
-def configure_loop(loop: asyncio.AbstractEventLoop, workers: int = 16) -> None:
-    """Give the loop an executor big enough for the pipelines (each holds a worker for its
-    whole run) next to aiortc's encoder calls and the sink hand-offs."""
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=workers,
-                                                 thread_name_prefix="avatar-rtc"))
+class Workers:
+    """The call's one thread pool: every blocking step of a call (pipelines, sink hand-offs,
+    microphone reads, model loading, aiortc's encoders) runs here.
+
+    ``configure_loop`` makes it and installs it as the loop's default executor, so what
+    aiortc hands to ``run_in_executor(None, ...)`` lands here too; our own code names it
+    (``workers().run``). ``close`` when the call ends.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_workers: int = 16) -> None:
+        self.loop = loop
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="avatar-rtc")
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return self.loop.run_in_executor(self.pool, fn, *args)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-_loopback_allowed = False
+_workers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Workers] = \
+    weakref.WeakKeyDictionary()
 
 
-def allow_loopback_candidates() -> None:
-    """Also offer 127.0.0.1 as a host candidate (aioice leaves it out): a call or a
-    browser on the same machine then connects even with no network interface up."""
-    global _loopback_allowed
-    if _loopback_allowed:
-        return
+def configure_loop(loop: asyncio.AbstractEventLoop, workers: int = 16) -> Workers:
+    """Give the loop the call's executor, big enough for the pipelines (each holds a worker
+    for its whole run) next to aiortc's encoder calls and the sink hand-offs."""
+    pool = Workers(loop, workers)
+    loop.set_default_executor(pool.pool)
+    _workers[loop] = pool
+    return pool
+
+
+def workers() -> Workers:
+    """The running loop's call executor (made by ``configure_loop``, or now)."""
+    loop = asyncio.get_running_loop()
+    found = _workers.get(loop)
+    return found if found is not None else configure_loop(loop)
+
+
+_gathering = 0
+_original_host_addresses: Callable[[bool, bool], list[str]] | None = None
+
+
+@contextlib.contextmanager
+def loopback_gathering() -> Iterator[None]:
+    """While ICE candidates are gathered inside this block, also offer 127.0.0.1 as a host
+    candidate (aioice leaves it out, and neither aiortc nor aioice has an option for it):
+    a call or a browser on the same machine then connects even with no network interface
+    up. aioice's address lookup is swapped only inside the block (nested blocks share
+    one swap) and restored after it, so nothing outside a gathering sees it."""
+    global _gathering, _original_host_addresses
     import aioice.ice
 
-    original = aioice.ice.get_host_addresses
+    if _gathering == 0:
+        original = aioice.ice.get_host_addresses
+        _original_host_addresses = original
 
-    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        found: list[str] = original(use_ipv4, use_ipv6)
-        return (["127.0.0.1"] if use_ipv4 else []) + found
+        def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            found: list[str] = original(use_ipv4, use_ipv6)
+            return (["127.0.0.1"] if use_ipv4 and "127.0.0.1" not in found else []) + found
 
-    aioice.ice.get_host_addresses = with_loopback
-    _loopback_allowed = True
+        setattr(aioice.ice, "get_host_addresses", with_loopback)  # noqa: B010
+    _gathering += 1
+    try:
+        yield
+    finally:
+        _gathering -= 1
+        if _gathering == 0 and _original_host_addresses is not None:
+            setattr(aioice.ice, "get_host_addresses", _original_host_addresses)  # noqa: B010
+            _original_host_addresses = None
 
 
 async def wait_awake(future: asyncio.Future[Any], timeout: float | None = None) -> None:

@@ -33,20 +33,19 @@ from ..pipeline import Pipeline
 from .exchange import ModelExchange
 from .local import LocalAvatar
 from .model_share import ModelCache
-from .options import CallError, PeerOptions, allow_loopback_candidates, configure_loop
+from .options import CallError, PeerOptions, configure_loop, loopback_gathering, workers
 from .receive import (
     LandmarkReceiver,
     Look,
     VideoReceiver,
     build_receiver,
-    fast_video_frames,
     person_look,
     sketch_look,
 )
+from .rtp_buffer import fast_video_frames
 from .tracks import AvatarVideoTrack
 
-__all__ = ["CallError", "LocalAvatar", "Peer", "PeerOptions", "allow_loopback_candidates",
-           "configure_loop"]
+__all__ = ["CallError", "LocalAvatar", "Peer", "PeerOptions", "configure_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ class Peer:
             self._prefer_codec(self.pc.addTransceiver(track, direction=direction))
         else:
             self._prefer_codec(self.pc.addTransceiver("video", direction="recvonly"))
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._gather(await self.pc.createOffer())
         fast_video_frames(self.pc)
         return self._describe()
 
@@ -121,9 +120,17 @@ class Peer:
                 transceiver = self.pc.addTransceiver("video", direction="recvonly")
             self._prefer_codec(transceiver)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self._gather(await self.pc.createAnswer())
         fast_video_frames(self.pc)
         return self._describe()
+
+    async def _gather(self, description: RTCSessionDescription) -> None:
+        """Set our description; aiortc gathers our candidates meanwhile."""
+        if self.opts.loopback:
+            with loopback_gathering():
+                await self.pc.setLocalDescription(description)
+        else:
+            await self.pc.setLocalDescription(description)
 
     async def accept_answer(self, answer: dict[str, Any]) -> None:
         sdp = answer.get("sdp")
@@ -202,12 +209,11 @@ class Peer:
             log.error("no usable landmark basis from the peer: nothing to render")
             return
         self.landmark_rx = LandmarkReceiver(basis, self.opts.playout)
-        loop = asyncio.get_running_loop()
         look = Look(*sketch_look(basis, self.opts.out_size, self.opts.resolution))
         receiver = build_receiver(self.landmark_rx, look, self.sink, self.opts.fps)
         self.receiver = receiver
         self.receiving.set()
-        running = loop.run_in_executor(None, receiver.run)
+        running = workers().run(receiver.run)
         try:
             person = await asyncio.wait_for(asyncio.shield(self.exchange.model), MODEL_WAIT_S)
         except TimeoutError:
@@ -215,8 +221,8 @@ class Peer:
         try:
             if person is not None and not self.ended.is_set():
                 # Building a renderer takes a while (the warp mesh): not on the event loop.
-                pair = await loop.run_in_executor(None, person_look, person,
-                                                  self.opts.out_size, self.opts.resolution)
+                pair = await workers().run(person_look, person, self.opts.out_size,
+                                           self.opts.resolution)
                 look.use(*pair)
                 self.remote_person = person
                 owner = person.owner

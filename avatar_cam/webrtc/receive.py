@@ -14,7 +14,6 @@ travels in the same bundle). Without a shared model the sketch stays.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import Counter
@@ -23,8 +22,6 @@ from typing import Any
 import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
-from aiortc.jitterbuffer import JitterBuffer as JitterBufferBase
-from aiortc.jitterbuffer import JitterFrame
 
 from ..compose import Compositor, make_layout
 from ..framing import Framer, Placement
@@ -37,50 +34,8 @@ from ..types import AvatarFrame, Frame, Landmarks
 from .basis import ExpressionBasis
 from .codec import LandmarkDecoder
 from .jitter import JitterBuffer, PlayoutConfig
+from .options import workers
 from .tracks import read_stamp
-
-
-class MarkerJitterBuffer(JitterBufferBase):
-    """aiortc's video jitter buffer hands a frame on only when the *next* frame's first
-    packet arrives, a frame interval late; this one also hands it on at the frame's last
-    packet (the RTP marker bit, which aiortc and browsers set), as browsers do."""
-
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
-        packets: list[Any] = []
-        timestamp = None
-        origin = self._origin
-        if origin is None:
-            return None
-        for count in range(self.capacity):
-            packet = self._packets[(origin + count) % self._capacity]
-            if packet is None:
-                return None
-            if timestamp is not None and packet.timestamp != timestamp:
-                self.remove(count)  # the next frame began: this one is complete
-                return JitterFrame(b"".join(p._data for p in packets), timestamp)
-            timestamp = packet.timestamp
-            packets.append(packet)
-            if packet.marker:
-                self.remove(count + 1)
-                return JitterFrame(b"".join(p._data for p in packets), timestamp)
-        return None
-
-
-def fast_video_frames(pc: Any) -> int:
-    """Give each video receiver of ``pc`` a MarkerJitterBuffer; returns how many.
-
-    aiortc keeps the buffer in a private attribute: where that changes, nothing is
-    replaced (and tests/test_webrtc.py says so) rather than anything breaking.
-    """
-    done = 0
-    for transceiver in pc.getTransceivers():
-        receiver = transceiver.receiver
-        name = "_RTCRtpReceiver__jitter_buffer"
-        old = getattr(receiver, name, None)
-        if transceiver.kind == "video" and type(old) is JitterBufferBase:
-            setattr(receiver, name, MarkerJitterBuffer(capacity=old.capacity, is_video=True))
-            done += 1
-    return done
 
 
 class VideoReceiver:
@@ -106,7 +61,7 @@ class VideoReceiver:
             except MediaStreamError:
                 return
             arrived = time.monotonic_ns()
-            image = await asyncio.to_thread(self._deliver, frame, arrived)
+            image = await workers().run(self._deliver, frame, arrived)
             if self.read_stamps and len(self.arrivals) < 100_000:
                 self.arrivals.append((read_stamp(image), arrived))
 

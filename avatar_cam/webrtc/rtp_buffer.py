@@ -1,0 +1,100 @@
+"""A video jitter buffer that hands a frame on at its last packet, and the one place that
+fits it into aiortc's receivers.
+
+aiortc's video jitter buffer hands a frame on only when the *next* frame's first packet
+arrives, a frame interval late. ``MarkerJitterBuffer`` also hands it on at the frame's
+last packet (the RTP marker bit, which aiortc and browsers set), as browsers do. It is a
+buffer of its own (no state borrowed from aiortc's class) with the interface aiortc's
+receiver calls: ``add(packet) -> (pli_needed, frame or None)``.
+
+aiortc offers no public way to choose a receiver's jitter buffer: ``fast_video_frames``
+is the only code that swaps the private attribute, and where aiortc changes it, nothing
+is replaced (tests/test_webrtc.py says so) rather than anything breaking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc.jitterbuffer import JitterBuffer as AiortcJitterBuffer
+from aiortc.jitterbuffer import JitterFrame
+
+RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x's private name
+SEQ_MOD = 1 << 16
+
+
+def payload_of(packet: Any) -> bytes:
+    """The depayloaded bytes aiortc's receiver attaches to a packet before buffering it."""
+    return bytes(packet._data)
+
+
+class MarkerJitterBuffer:
+    """RTP packets -> complete frames, a frame as soon as its marker packet is in.
+
+    A frame is complete when every packet from the oldest kept one up to a marker packet
+    (or up to the first packet of a later timestamp, when the marker was lost) is in.
+    A packet too far ahead of the oldest one (``capacity``) starts the buffer over and
+    asks for a key frame (PLI), like aiortc's; packets older than the oldest are dropped.
+    """
+
+    def __init__(self, capacity: int = 512, is_video: bool = True) -> None:
+        self._cap = capacity
+        self.is_video = is_video
+        self.origin: int | None = None  # sequence number of the oldest packet kept
+        self.packets: dict[int, Any] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        seq = int(packet.sequence_number)
+        pli = False
+        if self.origin is None:
+            self.origin = seq
+        delta = (seq - self.origin) % SEQ_MOD
+        if delta >= SEQ_MOD // 2:  # older than what we kept: late or duplicate
+            return False, None
+        if delta >= self._cap:  # far ahead: start over from this packet
+            self.packets.clear()
+            self.origin = seq
+            pli = self.is_video
+        self.packets[seq] = packet
+        return pli, self._complete()
+
+    def _complete(self) -> JitterFrame | None:
+        assert self.origin is not None
+        parts: list[bytes] = []
+        timestamp: int | None = None
+        for count in range(len(self.packets) + 1):
+            seq = (self.origin + count) % SEQ_MOD
+            packet = self.packets.get(seq)
+            if packet is None:
+                return None
+            if timestamp is not None and packet.timestamp != timestamp:
+                self._drop(count)  # the next frame began: this one is complete
+                return JitterFrame(b"".join(parts), timestamp)
+            timestamp = packet.timestamp
+            parts.append(payload_of(packet))
+            if packet.marker:
+                self._drop(count + 1)
+                return JitterFrame(b"".join(parts), timestamp)
+        return None
+
+    def _drop(self, count: int) -> None:
+        assert self.origin is not None
+        for i in range(count):
+            self.packets.pop((self.origin + i) % SEQ_MOD, None)
+        self.origin = (self.origin + count) % SEQ_MOD
+
+
+def fast_video_frames(pc: Any) -> int:
+    """Give each video receiver of ``pc`` a MarkerJitterBuffer; returns how many."""
+    done = 0
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        old = getattr(receiver, RECEIVER_BUFFER, None)
+        if transceiver.kind == "video" and type(old) is AiortcJitterBuffer:
+            setattr(receiver, RECEIVER_BUFFER, MarkerJitterBuffer(old.capacity, is_video=True))
+            done += 1
+    return done
