@@ -9,20 +9,18 @@ import hashlib
 import json
 import struct
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from call_helpers import OUT, RecordingSink, _call, _local, _setup_loop
 from honesty_checks import label_visible
 
 from avatar_cam import live
-from avatar_cam.capture import SyntheticSource
 from avatar_cam.honesty.detection import detect
 from avatar_cam.honesty.signing import model_fingerprint
 from avatar_cam.person import Person, load_person
-from avatar_cam.types import AvatarFrame
 from avatar_cam.webrtc.basis import BASIS_FILE, ExpressionBasis
 from avatar_cam.webrtc.enroll import learn_basis
 from avatar_cam.webrtc.model_share import (
@@ -35,28 +33,6 @@ from avatar_cam.webrtc.model_share import (
 )
 from avatar_cam.webrtc.rtp_buffer import RECEIVER_BUFFER
 
-OUT = (320, 240)
-
-
-class RecordingSink:
-    """Keeps what a peer renders (a stand-in for a virtual camera, checked by the tests)."""
-
-    def __init__(self) -> None:
-        self.first: list[AvatarFrame] = []  # the first 60
-        self.last: deque[AvatarFrame] = deque(maxlen=30)
-        self.count = 0
-
-    def send(self, frame: AvatarFrame) -> None:
-        if frame.image.shape != (OUT[1], OUT[0], 3) or frame.image.dtype != np.uint8:
-            raise ValueError(f"bad frame {frame.image.shape}")
-        if len(self.first) < 60:
-            self.first.append(frame)
-        self.last.append(frame)
-        self.count += 1
-
-    def close(self) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def person() -> Person:
@@ -67,32 +43,6 @@ def person() -> Person:
 def basis(person: Person) -> ExpressionBasis:
     b = learn_basis(person.neutral, (person.crop_size, person.crop_size))
     return ExpressionBasis.from_bytes(b.to_bytes())
-
-
-def _local(person: Person, opts: Any, basis: ExpressionBasis | None = None) -> Any:
-    from avatar_cam.webrtc.peer import LocalAvatar
-
-    # The script's landmarks drawn as dots: cheap, and no tracker needed (track=False).
-    neutral = (person.neutral * (256 / person.crop_size)).astype(np.float32)
-    source = SyntheticSource(neutral, (256, 256), fps=30.0)
-    live_opts = live.LiveOptions(out_size=OUT, fps=30.0, resolution=256, track=False)
-    return LocalAvatar(person, source, live_opts, opts, basis)
-
-
-async def _call(a: Any, b: Any, seconds: float, until: Any = None) -> None:
-    offer = await a.create_offer()
-    answer = await b.accept_offer(offer)
-    await a.accept_answer(answer)
-    await a.wait_connected(15.0)
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end and not (until is not None and until()):
-        await asyncio.sleep(0.1)
-
-
-def _setup_loop() -> None:
-    from avatar_cam.webrtc.peer import configure_loop
-
-    configure_loop(asyncio.get_running_loop())
 
 
 def test_video_call_both_ways_frames_and_latency(person: Person) -> None:

@@ -54,7 +54,8 @@ async def hold(peer: Peer, sink: Any, until: Until) -> None:
 
 
 async def listen(local: LocalAvatar, opts: PeerOptions, sink: Any, host: str, port: int,
-                 until: Until, ready: asyncio.Future[int] | None = None) -> dict[str, Any]:
+                 until: Until, speaker: Any = None, ready: asyncio.Future[int] | None = None
+                 ) -> dict[str, Any]:
     """Answer one call on http://host:port/call; returns the call's statistics."""
     called: asyncio.Future[Peer] = asyncio.Future()
 
@@ -67,7 +68,7 @@ async def listen(local: LocalAvatar, opts: PeerOptions, sink: Any, host: str, po
                 raise ValueError("not an object")
         except (ValueError, RecursionError):
             return web.json_response({"error": "the offer is not JSON"}, status=400)
-        peer = Peer(local, sink, opts)
+        peer = Peer(local, sink, opts, speaker)
         try:
             answer = await peer.accept_offer(offer)
         except CallError as exc:
@@ -107,13 +108,13 @@ async def listen(local: LocalAvatar, opts: PeerOptions, sink: Any, host: str, po
 
 
 async def connect(local: LocalAvatar, opts: PeerOptions, sink: Any, url: str,
-                  until: Until) -> dict[str, Any]:
+                  until: Until, speaker: Any = None) -> dict[str, Any]:
     """Call the avatar-cam listening at ``url``; returns the call's statistics."""
     if not url.startswith(("http://", "https://")):
         raise CallError(f"{url!r} is not an http(s) address",
                         "give the listener's address, e.g. http://192.168.1.20:8765")
     target = url if url.rstrip("/").endswith("/call") else url.rstrip("/") + "/call"
-    peer = Peer(local, sink, opts)
+    peer = Peer(local, sink, opts, speaker)
     try:
         offer = await peer.create_offer()
         try:

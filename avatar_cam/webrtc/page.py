@@ -6,6 +6,10 @@ mode: an unordered, no-retransmit data channel of codec packets, decoded in the 
 sketch; a browser has no renderer for the sender's face yet, and it shows the newest
 packet without the Python receiver's jitter buffer.
 
+Both modes carry a voice both ways: the page asks for the microphone (a refusal is said on
+the page and the call goes on, listening only) and plays the avatar's voice in an
+<audio> element; its ``getStats()`` audio counters are reported with the rest.
+
 Live stats (fps, bitrate, latency) come from ``getStats()``; latency is the sender's
 pipeline latency (capture to track, sent on the "stats" channel) plus half the round
 trip, the jitter buffer and the decode time the browser reports. Each second the page
@@ -31,6 +35,8 @@ video, canvas { background: #000; max-width: 100%; display: block; }
 <h1>avatar-cam</h1>
 <video id="video" autoplay playsinline muted></video>
 <canvas id="sketch" width="480" height="480" hidden></canvas>
+<audio id="voice" autoplay></audio>
+<div id="mic"></div>
 <div id="stats">connecting...</div>
 <script>
 "use strict";
@@ -39,6 +45,32 @@ const $ = (id) => document.getElementById(id);
 const video = $("video"), canvas = $("sketch"), statsBox = $("stats");
 const reportId = Math.random().toString(36).slice(2);
 let serverStats = {}, last = null, lm = {packets: 0, bytes: 0, decoded: 0, bad: 0};
+let micState = "asking";
+
+async function openMic() {
+  const say = (text, bad) => {
+    $("mic").textContent = text; $("mic").className = bad ? "error" : "";
+  };
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    micState = "unavailable";
+    say("This browser gives no microphone here (it needs https or localhost): " +
+        "you hear the avatar, it does not hear you.", true);
+    return null;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: false});
+    micState = "on"; say("Microphone on: the avatar hears you.", false);
+    return stream;
+  } catch (e) {
+    micState = e.name === "NotAllowedError" ? "refused" : "failed";
+    say(micState === "refused"
+      ? "Microphone permission refused: you hear the avatar, it does not hear you. " +
+        "Allow the microphone for this page and reload to talk."
+      : `No microphone (${e.name}: ${e.message}): ` +
+        "you hear the avatar, it does not hear you.", true);
+    return null;
+  }
+}
 
 async function waitIce(pc) {
   if (pc.iceGatheringState === "complete") return;
@@ -53,9 +85,15 @@ async function start() {
   const pc = new RTCPeerConnection({iceServers: []});
   const stats = pc.createDataChannel("stats");
   stats.onmessage = (e) => { try { serverStats = JSON.parse(e.data); } catch (_) {} };
+  const mic = await openMic();
+  if (mic) pc.addTransceiver(mic.getAudioTracks()[0], {direction: "sendrecv", streams: [mic]});
+  else pc.addTransceiver("audio", {direction: "recvonly"});
+  pc.ontrack = (e) => {
+    if (e.track.kind === "audio") $("voice").srcObject = new MediaStream([e.track]);
+    else video.srcObject = new MediaStream([e.track]);
+  };
   if (CONFIG.mode === "video") {
     pc.addTransceiver("video", {direction: "recvonly"});
-    pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); };
   } else {
     video.hidden = true; canvas.hidden = false;
     await loadBasis();
@@ -91,6 +129,12 @@ async function report(pc) {
       out.jitterMs = emitted ? 1000 * s.jitterBufferDelay / emitted : 0;
       out.decodeMs = s.framesDecoded ? 1000 * s.totalDecodeTime / s.framesDecoded : 0;
     }
+    if (s.type === "inbound-rtp" && s.kind === "audio") {
+      out.audioPackets = s.packetsReceived || 0;
+      out.audioSamples = s.totalSamplesReceived || 0;
+      out.audioEnergy = s.totalAudioEnergy || 0;
+    }
+    if (s.type === "outbound-rtp" && s.kind === "audio") out.audioSent = s.packetsSent || 0;
     if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
       rtt = 1000 * s.currentRoundTripTime;
     }
@@ -110,6 +154,7 @@ async function report(pc) {
   }
   last = {t: now, bytes: out.bytes, decoded: lm.decoded};
   out.rttMs = rtt;
+  out.mic = micState;
   const sender = serverStats.pipeline_latency_ms || 0;
   const jit = out.jitterMs || 0, dec = out.decodeMs || 0;
   out.latencyMs = sender + rtt / 2 + jit + dec;
@@ -120,7 +165,8 @@ async function report(pc) {
     `jitter buffer ${ms(jit)}, decode ${ms(dec)})  ` +
     (CONFIG.mode === "video"
       ? `${out.videoWidth}x${out.videoHeight}, ${out.framesDecoded || 0} frames`
-      : `${lm.decoded}/${lm.packets} packets decoded`);
+      : `${lm.decoded}/${lm.packets} packets decoded`) +
+    `  voice in ${out.audioPackets || 0} packets, out ${out.audioSent || 0}`;
   fetch("stats", {method: "POST", headers: {"content-type": "application/json"},
                   body: JSON.stringify(out)});
 }

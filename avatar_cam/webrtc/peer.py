@@ -30,6 +30,7 @@ from aiortc.exceptions import InvalidStateError
 
 from ..person import Person
 from ..pipeline import Pipeline
+from .bundle import BundleFormatError, is_bundle, unpack
 from .exchange import ModelExchange
 from .local import LocalAvatar
 from .model_share import ModelCache
@@ -43,7 +44,7 @@ from .receive import (
     sketch_look,
 )
 from .rtp_buffer import fast_video_frames
-from .tracks import AvatarVideoTrack
+from .voice import MicTrack, VoiceIn, VoicePlayout, outputs_of
 
 __all__ = ["CallError", "LocalAvatar", "Peer", "PeerOptions", "configure_loop"]
 
@@ -59,8 +60,14 @@ class Peer:
     (if any). Signaling is the caller's: ``create_offer``/``accept_answer`` on one side,
     ``accept_offer`` on the other."""
 
-    def __init__(self, local: LocalAvatar | None, sink: Any | None, opts: PeerOptions) -> None:
+    def __init__(self, local: LocalAvatar | None, sink: Any | None, opts: PeerOptions,
+                 speaker: Any | None = None) -> None:
         self.local, self.sink, self.opts = local, sink, opts
+        self.voice_outputs = outputs_of(speaker, sink)  # where the peer's voice plays
+        self.voice_in: VoiceIn | None = None
+        self.playout: VoicePlayout | None = None
+        self.mic_track: MicTrack | None = None
+        self.bundles = True  # the peer is avatar-cam (reads bundles), not a browser page
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.counts: Counter[str] = Counter()
         self.video_rx: VideoReceiver | None = None
@@ -91,12 +98,9 @@ class Peer:
         if self.opts.landmarks_only:
             self._wire(self.pc.createDataChannel(LANDMARKS, ordered=False, maxRetransmits=0))
             self._wire(self.pc.createDataChannel(MODEL))
-        elif self.local is not None and self.local.slot is not None:
-            direction = "sendrecv" if self.sink is not None else "sendonly"
-            track = AvatarVideoTrack(self.local.slot, self.opts.fps, self.local.size)
-            self._prefer_codec(self.pc.addTransceiver(track, direction=direction))
         else:
-            self._prefer_codec(self.pc.addTransceiver("video", direction="recvonly"))
+            self._add_video()
+            self._add_voice()
         await self._gather(await self.pc.createOffer())
         fast_video_frames(self.pc)
         return self._describe()
@@ -105,20 +109,17 @@ class Peer:
         sdp = offer.get("sdp")
         if not isinstance(sdp, str) or offer.get("type") != "offer" or len(sdp) > 100_000:
             raise CallError("the peer sent a malformed offer", "check both ends run avatar-cam")
-        if offer.get("app") == "avatar-cam" and offer.get("mode") != self.opts.mode:
+        self.bundles = offer.get("app") == "avatar-cam"
+        if self.bundles and offer.get("mode") != self.opts.mode:
             raise CallError(f"the caller wants a {offer.get('mode')} call, this end is in "
                             f"{self.opts.mode} mode",
                             "give --landmarks-only on both ends or on neither")
+        # Made before the offer is applied, so aiortc adopts them for the offer's lines
+        # and negotiates codecs in our order (it reads preferences only then).
         if not self.opts.landmarks_only:
-            # Made before the offer is applied, so aiortc adopts it for the offer's video
-            # line and negotiates codecs in our order (it reads preferences only then).
-            if self.local is not None and self.local.slot is not None:
-                direction = "sendrecv" if self.sink is not None else "sendonly"
-                track = AvatarVideoTrack(self.local.slot, self.opts.fps, self.local.size)
-                transceiver = self.pc.addTransceiver(track, direction=direction)
-            else:
-                transceiver = self.pc.addTransceiver("video", direction="recvonly")
-            self._prefer_codec(transceiver)
+            self._add_video()
+        if any(line.startswith("m=audio") for line in sdp.splitlines()):
+            self._add_voice()  # video calls, and browsers in either mode
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         await self._gather(await self.pc.createAnswer())
         fast_video_frames(self.pc)
@@ -138,6 +139,25 @@ class Peer:
             raise CallError("the peer sent a malformed answer", "check both ends run avatar-cam")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
 
+    def _add_video(self) -> None:
+        if self.local is not None and self.local.slot is not None:
+            direction = "sendrecv" if self.sink is not None else "sendonly"
+            transceiver = self.pc.addTransceiver(self.local.video_track(), direction=direction)
+        else:
+            transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        self._prefer_codec(transceiver)
+
+    def _add_voice(self) -> None:
+        """An Opus line: our microphone out if we have one, the peer's voice in if we
+        have somewhere to play it."""
+        voice = self.local.voice if self.local is not None else None
+        sending, receiving = voice is not None, bool(self.voice_outputs)
+        if voice is not None:
+            self.mic_track = voice.track()
+        direction = {(True, True): "sendrecv", (True, False): "sendonly",
+                     (False, True): "recvonly"}.get((sending, receiving), "inactive")
+        self.pc.addTransceiver(self.mic_track or "audio", direction=direction)
+
     def _prefer_codec(self, transceiver: Any) -> None:
         caps = RTCRtpSender.getCapabilities("video").codecs
         first = CODECS.get(self.opts.codec, "video/VP8")
@@ -151,6 +171,12 @@ class Peer:
         if track.kind == "video" and self.sink is not None and self.video_rx is None:
             self.video_rx = VideoReceiver(track, self.sink, self.opts.out_size, self.opts.stamp)
             self._spawn(self._receive_video(self.video_rx))
+        elif track.kind == "audio" and self.voice_outputs and self.voice_in is None:
+            self.voice_in = VoiceIn(track, self.voice_outputs, self._video_extra_ms)
+            self._spawn(self.voice_in.run())
+
+    def _video_extra_ms(self) -> float:
+        return self.video_rx.delivery_ms() if self.video_rx is not None else 0.0
 
     async def _receive_video(self, rx: VideoReceiver) -> None:
         self.receiving.set()
@@ -160,7 +186,7 @@ class Peer:
         self._channels.add(channel)
         if channel.label == LANDMARKS:
             if self.local is not None and self.local.encoder is not None:
-                self.local.channels.add(channel)
+                (self.local.bundle_channels if self.bundles else self.local.channels).add(channel)
             channel.on("message", self._on_landmarks)
         elif channel.label == MODEL:
             self.exchange.attach(channel)
@@ -180,8 +206,21 @@ class Peer:
             self.counts["landmark_not_bytes"] += 1
         elif self.landmark_rx is None:
             self.counts["landmarks_before_basis"] += 1
-        else:
+        elif not is_bundle(message):
             self.landmark_rx.push(message)
+        else:
+            try:
+                bundle = unpack(message)
+            except BundleFormatError:
+                self.counts["bundle_malformed"] += 1
+                return
+            for packet in bundle.landmarks:
+                self.landmark_rx.push(packet)
+            if self.playout is not None:
+                for t_ms, frame in bundle.audio:
+                    self.playout.add(t_ms, frame)
+            elif bundle.audio:
+                self.counts["voice_not_played"] += len(bundle.audio)
 
     async def _stats_loop(self, channel: RTCDataChannel) -> None:
         while channel.readyState == "open" and not self.ended.is_set():
@@ -210,7 +249,13 @@ class Peer:
             return
         self.landmark_rx = LandmarkReceiver(basis, self.opts.playout)
         look = Look(*sketch_look(basis, self.opts.out_size, self.opts.resolution))
-        receiver = build_receiver(self.landmark_rx, look, self.sink, self.opts.fps)
+        on_shown = None
+        if self.voice_outputs:
+            self.playout = VoicePlayout(self.voice_outputs)
+            on_shown = self.playout.shown
+            self._spawn(self.playout.run())
+        receiver = build_receiver(self.landmark_rx, look, self.sink, self.opts.fps,
+                                  on_shown=on_shown)
         self.receiver = receiver
         self.receiving.set()
         running = workers().run(receiver.run)
@@ -266,6 +311,10 @@ class Peer:
             out.update({f"landmarks_{k}": v for k, v in self.landmark_rx.counts.items()})
         if self.receiver is not None:
             out["frames_rendered"] = self.receiver.stats.frames
+        for voice in (self.voice_in, self.playout):
+            if voice is not None:
+                out.update({f"voice_{k}" if not k.startswith("voice_") else k: v
+                            for k, v in voice.counts.items()})
         out["remote_model"] = self.exchange.digests.get("model")
         owner = self.remote_person.owner if self.remote_person is not None else None
         out["remote_owner"] = owner.describe() if owner is not None else None
@@ -275,8 +324,14 @@ class Peer:
         self.ended.set()
         if self.receiver is not None:
             self.receiver.stop()
+        if self.playout is not None:
+            self.playout.stop()
+        if self.mic_track is not None and self.local is not None and self.local.voice:
+            self.local.voice.drop(self.mic_track)
+            self.mic_track.stop()
         if self.local is not None:
             self.local.channels.difference_update(self._channels)
+            self.local.bundle_channels.difference_update(self._channels)
         self.exchange.close()
         await self.pc.close()  # ends the remote track: the video receiver returns
         pending = {t for t in self._tasks if not t.done()}

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -50,6 +51,12 @@ class VideoReceiver:
         self.frames = 0
         self.first_size: tuple[int, int] | None = None
         self.arrivals: list[tuple[int | None, int]] = []  # (stamp, arrival ns), stamped runs
+        self.deliver_ms: deque[float] = deque(maxlen=30)  # decoded -> in the sink
+
+    def delivery_ms(self) -> float:
+        """What the local video path adds after a frame is decoded (median, live)."""
+        recent = sorted(self.deliver_ms)
+        return recent[len(recent) // 2] if recent else 0.0
 
     async def run(self) -> None:
         """Until the track ends."""
@@ -73,6 +80,7 @@ class VideoReceiver:
         if (image.shape[1], image.shape[0]) != self.size:
             out = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
         self.sink.send(AvatarFrame(self.frames, arrived, out))  # type: ignore[attr-defined]
+        self.deliver_ms.append((time.monotonic_ns() - arrived) / 1e6)
         self.frames += 1
         return image
 
@@ -247,11 +255,32 @@ def person_look(person: Person, out_size: tuple[int, int], resolution: int
         framer_for(person, layout, opts)
 
 
+class ShownSink:
+    """The receiver's sink, telling ``on_shown(sender ms, local ns)`` which sender instant
+    each frame shows as it goes out (the voice plays on that clock)."""
+
+    def __init__(self, sink: Any, source: JitterSource,
+                 on_shown: Callable[[float, int], None]) -> None:
+        self.sink, self.source, self.on_shown = sink, source, on_shown
+
+    def send(self, frame: AvatarFrame) -> None:
+        self.sink.send(frame)
+        t_sender = self.source.shown.get(frame.seq)
+        if t_sender is not None:
+            self.on_shown(t_sender, time.monotonic_ns())
+
+    def close(self) -> None:
+        pass  # the sink is the call's: whoever opened it closes it
+
+
 def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: float = 30.0,
-                   frames: int | None = None) -> Pipeline:
-    """A pipeline that renders the received landmarks through ``look`` into ``sink``."""
+                   frames: int | None = None,
+                   on_shown: Callable[[float, int], None] | None = None) -> Pipeline:
+    """A pipeline that renders the received landmarks through ``look`` into ``sink``;
+    ``on_shown`` hears which sender instant each frame shows (``ShownSink``)."""
     basis = receiver.basis
     source = JitterSource(receiver, fps)
     adapter = PassThrough(basis.neutral, basis.size)
-    return Pipeline(source, None, adapter, look, look, sink,  # type: ignore[arg-type]
+    out = ShownSink(sink, source, on_shown) if on_shown is not None else sink
+    return Pipeline(source, None, adapter, look, look, out,  # type: ignore[arg-type]
                     fps=fps, frames=frames, pace=True, framer=look)

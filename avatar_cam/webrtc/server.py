@@ -33,13 +33,15 @@ MAX_BODY = 256 * 1024
 MAX_REPORTS = 32
 REPORT_KEYS = {"id", "mode", "videoWidth", "videoHeight", "framesDecoded", "fps", "bytes",
                "kbps", "latencyMs", "rttMs", "jitterMs", "decodeMs", "packets", "decoded",
-               "malformed", "state", "codec", "lastSeq", "q", "probe"}
+               "malformed", "state", "codec", "lastSeq", "q", "probe", "audioPackets",
+               "audioSamples", "audioEnergy", "audioSent", "mic"}
 
 
 class AvatarServer:
     def __init__(self, local: LocalAvatar, opts: PeerOptions, host: str = "127.0.0.1",
-                 port: int = 8080, max_peers: int = 8) -> None:
+                 port: int = 8080, max_peers: int = 8, speaker: Any = None) -> None:
         self.local, self.opts, self.host, self.port = local, opts, host, port
+        self.speaker = speaker  # the viewers' voices (one at a time: see _offer)
         self.max_peers = max_peers
         self.peers: set[Peer] = set()
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -97,7 +99,10 @@ class AvatarServer:
         if len(self.peers) >= self.max_peers:
             return web.json_response({"error": "too many viewers"}, status=503)
         codec = str(offer["codec"]) if offer.get("codec") in ("vp8", "h264") else self.opts.codec
-        peer = Peer(self.local, None, dataclasses.replace(self.opts, codec=codec))
+        # One speaker, no mixer: the first viewer who brings a voice is heard.
+        talking = any(p.voice_outputs for p in self.peers)
+        speaker = self.speaker if not talking else None
+        peer = Peer(self.local, None, dataclasses.replace(self.opts, codec=codec), speaker)
         self.peers.add(peer)
         try:
             answer = await peer.accept_offer(offer)

@@ -19,6 +19,7 @@ import asyncio
 import fractions
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import av
@@ -80,8 +81,11 @@ class FrameSlot:
         self.sent_at: dict[int, int] = {}  # seq -> t_capture_ns, last 512 (stamped runs)
         self.frames_in = 0
         self.closed = False
+        self.first_capture: Callable[[AvatarFrame], None] | None = None  # first frame's hook
 
     def send(self, frame: AvatarFrame) -> None:
+        if self.frames_in == 0 and self.first_capture is not None:
+            self.first_capture(frame)
         if self.stamp_frames:
             frame.image = frame.image.copy()
             stamp(frame.image, frame.seq)
@@ -143,6 +147,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._last_sent = 0.0
         self._blank: np.ndarray = np.zeros((size[1], size[0], 3), np.uint8)
         self.frames_sent = 0
+        self.latencies_ms: deque[float] = deque(maxlen=30)  # capture -> handed to the encoder
 
     async def recv(self) -> av.VideoFrame:
         now = time.monotonic()
@@ -153,7 +158,10 @@ class AvatarVideoTrack(MediaStreamTrack):
             await asyncio.sleep(earliest - now)
         deadline = self._last_sent + self.period
         await self.slot.wait_newer(self._version, max(0.0, deadline - time.monotonic()))
-        self._version, frame = self.slot.latest()
+        version, frame = self.slot.latest()
+        if frame is not None and version != self._version:
+            self.latencies_ms.append((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
+        self._version = version
         image = frame.image if frame is not None else self._blank
         out = av.VideoFrame.from_ndarray(image, format="bgr24")
         self._last_sent = time.monotonic()
@@ -178,6 +186,7 @@ class LandmarkTap:
         self._driven: dict[int, Landmarks] = {}
         self._face = np.zeros((16, 16, 3), np.uint8)
         self.frames_sent = 0
+        self.first_capture: Callable[[AvatarFrame], None] | None = None  # first frame's hook
 
     def render(self, lm: Landmarks) -> np.ndarray:
         with self._lock:
@@ -196,6 +205,8 @@ class LandmarkTap:
             lm = self._driven.pop(frame.seq, None)
         if lm is None:
             return
+        if self.frames_sent == 0 and self.first_capture is not None:
+            self.first_capture(frame)
         points = lm.points
         size = self.encoder.basis.size
         if lm.size != size:

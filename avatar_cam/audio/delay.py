@@ -1,0 +1,48 @@
+"""Hold sound back by a delay read live (the picture's measured latency), so that voice
+and picture leave or play together.
+
+``push`` chunks as they come; ``due(now)`` returns those whose ``t_capture + delay`` has
+come, in order. When the delay grows, sound waits; when it shrinks, the line catches up by
+dropping the chunks that would play later than the new delay allows (``dropped_ms``)
+instead of staying late for the rest of the call. Never more than ``max_ms`` is held.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .chunk import RATE, AudioChunk
+
+CATCH_UP_MS = 60.0  # lateness beyond this (after a delay shrank) is dropped, not played
+
+
+class DelayLine:
+    def __init__(self, delay_ms: Callable[[], float], max_ms: float = 1000.0) -> None:
+        self.delay_ms = delay_ms
+        self.max_ms = max_ms
+        self.chunks: deque[AudioChunk] = deque()
+        self.dropped_ms = 0.0
+        self.overflow_ms = 0.0
+
+    def current_ms(self) -> float:
+        return min(max(float(self.delay_ms()), 0.0), self.max_ms)
+
+    def push(self, chunk: AudioChunk) -> None:
+        self.chunks.append(chunk)
+        while self.chunks and (chunk.t_capture_ns - self.chunks[0].t_capture_ns) / 1e6 \
+                > self.max_ms:
+            old = self.chunks.popleft()
+            self.overflow_ms += 1000 * len(old.samples) / RATE
+
+    def due(self, now_ns: int) -> list[AudioChunk]:
+        delay_ns = self.current_ms() * 1e6
+        out: list[AudioChunk] = []
+        while self.chunks and self.chunks[0].t_capture_ns + delay_ns <= now_ns:
+            chunk = self.chunks.popleft()
+            late_ms = (now_ns - chunk.t_capture_ns - delay_ns) / 1e6
+            if late_ms > CATCH_UP_MS and self.chunks:  # a newer chunk is due too: skip
+                self.dropped_ms += 1000 * len(chunk.samples) / RATE
+                continue
+            out.append(chunk)
+        return out
