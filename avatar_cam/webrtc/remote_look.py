@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.renderer import BackendRenderer
 from ..compose import Compositor
 from ..errors import AvatarCamError
 from ..framing import Framer
@@ -156,6 +155,8 @@ def _warp(person: Person, opts: LiveOptions) -> WarpRenderer:
 
 
 def _runtime(renderer: Any) -> str:
+    from ..backends.renderer import BackendRenderer  # torch: only once a generator opens
+
     if isinstance(renderer, BackendRenderer):
         return renderer.backend.describe()
     return type(renderer).__name__
