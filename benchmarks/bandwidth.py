@@ -2,9 +2,10 @@
 
 One 30 s driving sequence: the demo identity acting out ``motion.script`` in 640x480
 footage (``avatar_cam.footage``), tracked by MediaPipe and adapted onto the demo face,
-i.e. the landmarks a live sender produces. The sender's render of them (warp renderer at
-384, composited at 640x480) is the reference everything is compared with, on the face
-square of the frame (the rest is the same background at both ends).
+i.e. the landmarks a live sender produces. The sender's render of them (the demo
+identity's neural generator on the backend ``live.open_renderer`` picks, as the local
+pipeline runs it, composited at 640x480) is the reference everything is compared with, on
+the face square of the frame (the rest is the same background at both ends).
 
 (a) landmark-only: packets of ``webrtc.codec`` for those landmarks -> kbit/s (payload,
     header included; the estimated on-wire rate with DTLS/SCTP/UDP/IP is shown beside).
@@ -13,10 +14,15 @@ square of the frame (the rest is the same background at both ends).
     the decoded frames. The bitrate at which VP8 matches the landmark receiver's quality
     is interpolated on that curve (log bitrate); the ratio is VP8 / landmark-only.
 (c) the landmark receiver at 0 %, 5 % and 20 % i.i.d. packet loss (seeded; 2-5 ms
-    transit): codec -> jitter buffer -> warp render of the sender's model -> quality.
+    transit): codec -> jitter buffer -> the sender's shared generator, opened as a
+    receiver opens it (``webrtc.remote_look.person_look``, neural forced: on a machine too
+    slow for it at 30 fps a live receiver falls back to warp; its choice here is
+    recorded) -> quality, neural against neural. The warp rows are the same with the warp
+    renderer at 384 at both ends (the fallback, warp against warp).
 (d) glass-to-glass latency in video mode over loopback: a real two-peer call in one
-    process, the live pipeline (demo driver, MediaPipe, warp, compose) -> VP8 -> decoded
-    frame; each frame's number is stamped in its corner and matched to its capture time.
+    process, the live pipeline (demo driver, MediaPipe, renderer, compose) -> VP8 ->
+    decoded frame; each frame's number is stamped in its corner and matched to its capture
+    time. Landmark-only likewise, the receiver rendering with what the call picks.
 
     .venv/bin/python benchmarks/bandwidth.py [--seconds 30] [--latency-seconds 20]
 -> benchmarks/results/bandwidth.json, bandwidth.png and the bandwidth table in README.md.
@@ -38,6 +44,7 @@ import numpy as np
 from _report import RESULTS, machine, markdown_table, write
 
 from avatar_cam import live
+from avatar_cam.backends.renderer import BackendRenderer
 from avatar_cam.compose import Compositor, make_layout
 from avatar_cam.drive import Adapter
 from avatar_cam.footage import Footage
@@ -49,6 +56,7 @@ from avatar_cam.webrtc.basis import ExpressionBasis, load_basis
 from avatar_cam.webrtc.codec import LandmarkDecoder, LandmarkEncoder
 from avatar_cam.webrtc.enroll import learn_basis, tracked_sequences
 from avatar_cam.webrtc.jitter import JitterBuffer
+from avatar_cam.webrtc.remote_look import person_look
 
 FPS = 30.0
 OUT = (640, 480)
@@ -62,13 +70,15 @@ WIRE_OVERHEAD = 93
 
 
 class Scene:
-    """The reference: the sender's composited frames, kept as face squares."""
+    """One end's composited frames of ``renderer`` (kept as face squares): the sender's
+    are the reference, the receiver's are compared with them. Both ends composite alike
+    (no badge or watermark: the same at both ends, outside what is compared)."""
 
-    def __init__(self, person: Person) -> None:
+    def __init__(self, person: Person, renderer: Any) -> None:
         self.person = person
         self.layout = make_layout(person.photo, person.crop_to_photo, person.crop_size, OUT)
         self.compositor = Compositor(self.layout)
-        self.renderer = WarpRenderer(person.crop, person.neutral, resolution=RESOLUTION)
+        self.renderer = renderer
         lay = self.layout
         self.box = (max(lay.x, 0), max(lay.y, 0), min(lay.x + lay.side, OUT[0]),
                     min(lay.y + lay.side, OUT[1]))
@@ -179,6 +189,35 @@ def landmark_run(basis: ExpressionBasis, driven: np.ndarray, loss: float, seed: 
     return sizes, shown, {**states, **{f"decoder_{k}": v for k, v in dec.counts.items()}}
 
 
+def warp_renderer(person: Person) -> WarpRenderer:
+    return WarpRenderer(person.crop, person.neutral, resolution=RESOLUTION)
+
+
+def landmark_marks(basis: ExpressionBasis, driven: np.ndarray,
+                   ends: dict[str, tuple[Scene, Scene]], refs: dict[str, list[np.ndarray]]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per loss rate, one packet run and its quality with each pair of renderers
+    ("neural" and "warp": sender's scene, receiver's scene) against that sender's frames."""
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ends}
+    for loss in LOSSES:
+        sizes, shown, states = landmark_run(basis, driven, loss)
+        err = [float(np.linalg.norm((shown[n] - driven[n])[:, :2], axis=1).mean())
+               for n in range(len(driven))]
+        mean = float(np.mean(sizes))
+        for kind, (_, rx) in ends.items():
+            q = Quality()
+            for n in range(len(driven)):
+                q.add(n, refs[kind][n], rx.face(rx.frame(shown[n])))
+            mark = {"renderer": kind, "loss": loss, "kbps": round(mean * 8 * FPS / 1000, 2),
+                    "bytes_per_packet": round(mean, 2), "max_packet_bytes": int(max(sizes)),
+                    "wire_kbps_est": round((mean + WIRE_OVERHEAD) * 8 * FPS / 1000, 1),
+                    "landmark_error_iod": round(float(np.mean(err)) / basis.iod, 5),
+                    **q.summary(), "playout": states}
+            out[kind].append(mark)
+            print(mark)
+    return out["neural"], out["warp"]
+
+
 def vp8_run(scene: Scene, refs: list[np.ndarray], kbps: int) -> dict[str, Any]:
     import fractions
 
@@ -224,7 +263,6 @@ async def latency_session(person: Person, seconds: float, landmarks: bool,
         LocalAvatar,
         Peer,
         PeerOptions,
-        allow_loopback_candidates,
         configure_loop,
     )
 
@@ -240,8 +278,8 @@ async def latency_session(person: Person, seconds: float, landmarks: bool,
         def close(self) -> None:
             pass
 
-    configure_loop(asyncio.get_running_loop())
-    allow_loopback_candidates()
+    configure_loop(asyncio.get_running_loop())  # PeerOptions gathers 127.0.0.1 (loopback)
+    heard = Heard("avatar_cam.webrtc.remote_look")
     opts = PeerOptions(landmarks_only=landmarks, share_model=landmarks, out_size=OUT,
                        resolution=RESOLUTION, stamp=not landmarks, cache_root=cache)
     basis = await asyncio.get_running_loop().run_in_executor(
@@ -271,13 +309,19 @@ async def latency_session(person: Person, seconds: float, landmarks: bool,
             lat = [(sink.arrived[n] - (t0_ms + t) * 1e6) / 1e6
                    for n, t in shown.items() if n in sink.arrived and np.isfinite(t)]
             delay = receiver.landmark_rx.buffer.delay_ms if receiver.landmark_rx else 0.0
-            extra = {"receiver_counts": receiver.stats(), "playout_delay_ms": round(delay, 1)}
+            # What the call's receiver drew the peer with: remote_look says so in one line;
+            # a receiver not built through it draws with the warp renderer.
+            drawn = heard.lines[-1].removeprefix("the peer is drawn by ") if heard.lines else \
+                "the warp renderer (the call does not build its look through remote_look)"
+            extra = {"receiver_counts": receiver.stats(), "playout_delay_ms": round(delay, 1),
+                     "receiver_renderer": drawn}
         else:
             sent = local.slot.sent_at if local.slot else {}
             arrivals = receiver.video_rx.arrivals if receiver.video_rx else []
             lat = [(ns - sent[s]) / 1e6 for s, ns in arrivals if s in sent]
-            extra = {}
+            extra = {"sender_renderer": renderer_name(local.pipeline.renderer)}
     finally:
+        heard.stop()
         await sender.close()
         await receiver.close()
         local.stop()
@@ -292,6 +336,29 @@ async def latency_session(person: Person, seconds: float, landmarks: bool,
                                    "p95": round(float(np.percentile(pipe, 95)), 1)}, **extra}
 
 
+class Heard(logging.Handler):
+    """The INFO lines of one logger while it is attached (``stop`` detaches it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.logger = logging.getLogger(name)
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def stop(self) -> None:
+        self.logger.removeHandler(self)
+
+
+def renderer_name(renderer: Any) -> str:
+    if isinstance(renderer, BackendRenderer):
+        return f"neural, {renderer.backend.describe()}"
+    return type(renderer).__name__
+
+
 def plot(path: Path, curve: list[dict[str, Any]], marks: list[dict[str, Any]]) -> None:
     import matplotlib
 
@@ -303,7 +370,9 @@ def plot(path: Path, curve: list[dict[str, Any]], marks: list[dict[str, Any]]) -
                            (axes[1], "ssim", "SSIM vs sender's render")):
         ax.plot([c["kbps"] for c in curve], [c[key] for c in curve], "o-", label="VP8 (aiortc)")
         for m in marks:
-            ax.plot(m["kbps"], m[key], "s", ms=8, label=f"landmarks, {m['loss']:.0%} loss")
+            shape = "s" if m["renderer"] == "neural" else "^"
+            ax.plot(m["kbps"], m[key], shape, ms=8,
+                    label=f"landmarks ({m['renderer']}), {m['loss']:.0%} loss")
         ax.set_xscale("log")
         values = [c[key] for c in curve] + [m[key] for m in marks]
         pad = 0.06 * (max(values) - min(values))
@@ -312,8 +381,8 @@ def plot(path: Path, curve: list[dict[str, Any]], marks: list[dict[str, Any]]) -
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Demo identity, 30 fps, face region of 640x480; landmark receiver renders "
-                 "with the sender's model")
+    fig.suptitle("Demo identity, 30 fps, face region of 640x480; the landmark receiver "
+                 "renders with the sender's generator (warp: both ends warp)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -334,28 +403,25 @@ def main() -> None:
     frames = int(args.seconds * FPS)
     print(f"basis: {basis_note}; tracking {frames} frames of footage...")
     driven = driving_landmarks(person, frames)
-    scene = Scene(person)
-    refs = [scene.face(scene.frame(p)) for p in driven]
+    # The sender renders as its local pipeline does; the receiver opens the shared model as
+    # a receiver does (remote_look), here forced to neural, after recording what a live
+    # receiver on this machine would pick at 30 fps (and why).
+    sender = live.open_renderer(person, live.LiveOptions(out_size=OUT, resolution=RESOLUTION))
+    choice = person_look(person, OUT, RESOLUTION, fps=FPS)
+    choice.renderer.close()
+    look = person_look(person, OUT, RESOLUTION, prefer="neural")
+    print(f"receiver at {FPS:g} fps would pick: {choice.describe()}")
+    ends = {"neural": (Scene(person, sender), Scene(person, look.renderer)),
+            "warp": (Scene(person, warp_renderer(person)), Scene(person, warp_renderer(person)))}
+    refs = {kind: [tx.face(tx.frame(p)) for p in driven] for kind, (tx, _) in ends.items()}
+    scene = ends["neural"][0]
 
-    marks: list[dict[str, Any]] = []
-    for loss in LOSSES:
-        sizes, shown, states = landmark_run(basis, driven, loss)
-        q = Quality()
-        err = []
-        for n in range(frames):
-            q.add(n, refs[n], scene.face(scene.frame(shown[n])))
-            err.append(float(np.linalg.norm((shown[n] - driven[n])[:, :2], axis=1).mean()))
-        kbps = float(np.mean(sizes)) * 8 * FPS / 1000
-        mark = {"loss": loss, "kbps": round(kbps, 2), "bytes_per_packet": round(
-            float(np.mean(sizes)), 2), "max_packet_bytes": int(max(sizes)),
-            "wire_kbps_est": round((float(np.mean(sizes)) + WIRE_OVERHEAD) * 8 * FPS / 1000, 1),
-            "landmark_error_iod": round(float(np.mean(err)) / basis.iod, 5), **q.summary(),
-            "playout": states}
-        marks.append(mark)
-        print(mark)
+    marks, warp_marks = landmark_marks(basis, driven, ends, refs)
+    sender.close()
+    look.renderer.close()
     curve = []
     for kbps in VP8_KBPS:
-        curve.append(vp8_run(scene, refs, kbps))
+        curve.append(vp8_run(scene, refs["neural"], kbps))
         print(curve[-1])
     base = marks[0]
     metrics = ("psnr_db", "psnr_y_db", "ssim")
@@ -371,21 +437,29 @@ def main() -> None:
         lm_latency = asyncio.run(latency_session(person, args.latency_seconds, True,
                                                  Path(cache)))
         print(lm_latency)
-    plot(RESULTS / "bandwidth.png", curve, marks)
+    plot(RESULTS / "bandwidth.png", curve, marks + warp_marks)
 
     data = {"machine": machine(), "load_average_at_start": round(load, 2),
             "seconds": args.seconds, "fps": FPS, "out_size": list(OUT),
             "resolution": RESOLUTION, "basis": {"note": basis_note, "k": basis.k,
                                                 "digest": basis.digest},
-            "landmarks": marks, "vp8": curve,
+            "renderer": {"sender": sender.backend.describe(), "receiver": look.describe(),
+                         "live_receiver_choice": {"kind": choice.kind,
+                                                  "reason": choice.reason,
+                                                  "neural_ms": choice.neural_ms}},
+            "landmarks": marks, "landmarks_warp": warp_marks, "vp8": curve,
             "matched_vp8_kbps": {k: {"kbps": round(v[0], 1), "bound": v[1]}
                                  for k, v in match.items()},
             "ratio_vp8_over_landmarks": ratio, "video_latency": latency,
             "landmark_latency": lm_latency,
             "runtime_s": round(time.perf_counter() - t_start, 1)}
-    rows = [[f"landmarks, {m['loss']:.0%} loss", f"{m['kbps']:.2f}", f"{m['psnr_db']:.2f}",
-             f"{m['psnr_y_db']:.2f}", f"{m['ssim']:.4f}", f"{m['landmark_error_iod']:.4f}",
+    rows = [[f"landmarks (neural), {m['loss']:.0%} loss", f"{m['kbps']:.2f}",
+             f"{m['psnr_db']:.2f}", f"{m['psnr_y_db']:.2f}", f"{m['ssim']:.4f}",
+             f"{m['landmark_error_iod']:.4f}",
              " / ".join(m["matched_vp8_kbps"][k] for k in metrics)] for m in marks]
+    rows += [[f"landmarks (warp at both ends), {m['loss']:.0%} loss", f"{m['kbps']:.2f}",
+              f"{m['psnr_db']:.2f}", f"{m['psnr_y_db']:.2f}", f"{m['ssim']:.4f}",
+              f"{m['landmark_error_iod']:.4f}", ""] for m in warp_marks]
     rows += [[f"VP8 @ {c['target_kbps']} kbit/s target", f"{c['kbps']:.1f}",
               f"{c['psnr_db']:.2f}", f"{c['psnr_y_db']:.2f}", f"{c['ssim']:.4f}", "", ""]
              for c in curve]
@@ -402,14 +476,20 @@ def main() -> None:
         f"luma PSNR ({yb} {ratio['psnr_y_db']}x), {sb} {sr:.0f} kbit/s by SSIM ({sb} "
         f"{ratio['ssim']}x); '>=' means VP8 never got there in the sweep (aiortc's realtime "
         f"VP8 levels off). Video-mode glass-to-glass over loopback (live pipeline with "
-        f"MediaPipe, VP8, 640x480): p50 {latency['glass_to_glass_ms']['p50']} ms, p95 "
+        f"MediaPipe, renderer {latency['sender_renderer']}, VP8, 640x480): p50 "
+        f"{latency['glass_to_glass_ms']['p50']} ms, p95 "
         f"{latency['glass_to_glass_ms']['p95']} ms at {latency['fps']} fps (sender pipeline "
         f"alone p95 {latency['sender_pipeline_ms']['p95']} ms); landmark-only, the receiver "
         f"rendering: p50 {lm_latency['glass_to_glass_ms']['p50']} ms, p95 "
         f"{lm_latency['glass_to_glass_ms']['p95']} ms at {lm_latency['fps']} fps (of which the "
-        f"adaptive jitter buffer's delay, {lm_latency['playout_delay_ms']} ms at the end). "
-        f"Quality is measured on the "
-        f"face square of 640x480 frames against the sender's own render; {args.seconds:.0f} s "
+        f"adaptive jitter buffer's delay, {lm_latency['playout_delay_ms']} ms at the end; "
+        f"drawn by {lm_latency['receiver_renderer']}). "
+        f"Quality is measured on the face square of 640x480 frames against the sender's own "
+        f"render: neural against neural (sender: {sender.backend.describe()} as the local "
+        f"pipeline opens it; receiver: the shared generator through remote_look, neural "
+        f"forced), VP8 on the sender's neural frames; warp rows: the warp renderer at "
+        f"{RESOLUTION} at both ends. A live receiver on this machine at {FPS:g} fps picks: "
+        f"{choice.describe()}. {args.seconds:.0f} s "
         f"of the demo identity's tracked footage; basis {basis_note}, K={basis.k}. "
         f"Loss is i.i.d. per packet. Plot: results/bandwidth.png. Machine: "
         f"{data['machine']['cpu']}, {data['machine']['cores']} cores (shared; load "
