@@ -41,7 +41,9 @@ def person() -> Person:
 
 
 async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
-                 query: str = "", timeout_s: float = 45.0) -> tuple[list[dict[str, Any]], Any]:
+                 query: str = "", timeout_s: float = 45.0, mic: Any = None,
+                 speaker: Any = None, flags: tuple[str, ...] = ()
+                 ) -> tuple[list[dict[str, Any]], Any]:
     from avatar_cam.webrtc.peer import (
         LocalAvatar,
         PeerOptions,
@@ -58,13 +60,13 @@ async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
     neutral = (person.neutral * (256 / person.crop_size)).astype(np.float32)
     local = LocalAvatar(person, SyntheticSource(neutral, (256, 256), fps=30.0),
                         live.LiveOptions(out_size=(320, 240), resolution=256, track=False),
-                        opts, basis)
+                        opts, basis, mic=mic)
     running = asyncio.ensure_future(local.run())
-    server = AvatarServer(local, opts, "127.0.0.1", 0)
+    server = AvatarServer(local, opts, "127.0.0.1", 0, speaker=speaker)
     await server.start()
     assert CHROMIUM is not None
     browser = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", server.url + query,
+        CHROMIUM, *FLAGS, *flags, f"--user-data-dir={profile}", server.url + query,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     reports: list[dict[str, Any]] = []
     try:
@@ -118,3 +120,56 @@ def test_browser_decodes_landmark_packets(person: Person, tmp_path: Path) -> Non
     np.testing.assert_array_equal(q, local.encoder.recent[int(last["lastSeq"])])
     points = local.basis.synthesize(local.basis.dequantize(q))
     np.testing.assert_allclose(last["probe"], [*points[1, :2], *points[152, :2]], atol=0.05)
+
+
+# Chromium's fake microphone (a beep every second) with the permission granted.
+FAKE_MIC = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+
+
+@pytest.mark.parametrize("landmarks", [False, True], ids=["video", "landmarks"])
+def test_browser_talks_and_hears_the_avatar(person: Person, tmp_path: Path,
+                                            landmarks: bool) -> None:
+    """The page sends its microphone (chromium's fake device) and plays the avatar's
+    voice (a WAV as the server's microphone): its getStats() audio counters rise, and the
+    server's recording speaker receives the page's beeps."""
+    from test_call_voice import tone_wav
+
+    from avatar_cam.audio.mic import open_mic
+    from avatar_cam.audio.speaker import RecordingSpeaker
+
+    speaker = RecordingSpeaker()
+    mic = open_mic("file:" + str(tone_wav(tmp_path / "voice.wav", 440.0, 60.0)))
+
+    def done(report: dict[str, Any], server: Any, local: Any) -> bool:
+        return (int(report.get("audioPackets", 0)) > 100 and
+                int(report.get("audioSent", 0)) > 100 and speaker.duration_s > 1.0)
+
+    reports, _ = asyncio.run(_watch(person, landmarks, tmp_path / "profile", done, mic=mic,
+                                    speaker=speaker, flags=FAKE_MIC))
+    assert reports, "the page never reported (did it load and connect?)"
+    last = reports[-1]
+    assert last["mic"] == "on"
+    assert last["audioPackets"] > 100 and last["audioSamples"] > 48000  # our voice arrived
+    assert last["audioEnergy"] > 0  # and it is not silence
+    assert last["audioSent"] > 100 and speaker.duration_s > 1.0  # the page's voice, here
+    assert speaker.rms() > 100  # chromium's fake microphone beeps
+
+
+def test_browser_without_microphone_permission_says_so_and_still_listens(
+        person: Person, tmp_path: Path) -> None:
+    from test_call_voice import tone_wav
+
+    from avatar_cam.audio.mic import open_mic
+
+    mic = open_mic("file:" + str(tone_wav(tmp_path / "voice.wav", 440.0, 60.0)))
+
+    def done(report: dict[str, Any], server: Any, local: Any) -> bool:
+        return int(report.get("audioPackets", 0)) > 100
+
+    reports, _ = asyncio.run(_watch(person, False, tmp_path / "profile", done, mic=mic,
+                                    flags=("--use-fake-device-for-media-stream",
+                                           "--deny-permission-prompts")))
+    assert reports, "the page never reported (did it load and connect?)"
+    last = reports[-1]
+    assert last["mic"] in ("refused", "failed")
+    assert last["audioPackets"] > 100 and last.get("audioSent", 0) == 0

@@ -59,7 +59,7 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
             await _call(a, b, 12.0, lambda: min(sa.count, sb.count) >= 45)
             lat = [(ns - lb.slot.sent_at[s]) / 1e6 for s, ns in a.video_rx.arrivals
                    if s is not None and s in lb.slot.sent_at]
-            buffers = [type(getattr(t.receiver, RECEIVER_BUFFER)).__name__
+            buffers = [(t.kind, type(getattr(t.receiver, RECEIVER_BUFFER)).__name__)
                        for t in a.pc.getTransceivers()]
             return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "lat": lat,
                     "buffers": buffers,
@@ -75,7 +75,8 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
     assert r["a"]["frames_received"] >= 45 and r["b"]["frames_received"] >= 45
     assert r["size"] == OUT  # the sender's frames, at their size
     # Frames are handed on at their last packet, not a frame later (aiortc's default).
-    assert r["buffers"] == ["MarkerJitterBuffer"]
+    # and voice waits for one packet, not four (aiortc's default).
+    assert r["buffers"] == [("video", "MarkerJitterBuffer"), ("audio", "JitterBuffer")]
     # Every received frame carries the number stamped at the sender: match them up.
     assert len(r["lat"]) >= 0.9 * r["stamped"]
     lat = np.array(r["lat"])
@@ -199,7 +200,7 @@ def test_call_mode_mismatch_is_refused_with_a_fix(person: Person, basis: Express
         la = _local(person, video)
         lb = _local(person, marks, basis)
         listener = asyncio.ensure_future(
-            listen(la, video, RecordingSink(), "127.0.0.1", 0, Until(duration_s=1), ready))
+            listen(la, video, RecordingSink(), "127.0.0.1", 0, Until(duration_s=1), ready=ready))
         port = await ready
         try:
             await connect(lb, marks, RecordingSink(), f"http://127.0.0.1:{port}", Until(1))

@@ -54,8 +54,8 @@ async def hold(peer: Peer, sink: Any, until: Until) -> None:
 
 
 async def listen(local: LocalAvatar, opts: PeerOptions, sink: Any, host: str, port: int,
-                 until: Until, speaker: Any = None, ready: asyncio.Future[int] | None = None
-                 ) -> dict[str, Any]:
+                 until: Until, speaker: Any = None, *,
+                 ready: asyncio.Future[int] | None = None) -> dict[str, Any]:
     """Answer one call on http://host:port/call; returns the call's statistics."""
     called: asyncio.Future[Peer] = asyncio.Future()
 

@@ -76,6 +76,9 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
                    help="landmark-only: landmark frames (and the voice of that time) sent "
                         "per message: fewer packets, fewer header bytes, ~33 ms more "
                         "latency per extra frame (3)")
+    p.add_argument("--peer-renderer", choices=("auto", "neural", "warp"), default="auto",
+                   help="landmark-only: draw the peer with their shared generator (neural), "
+                        "the warp renderer, or the generator when it keeps --fps (auto)")
     p.add_argument("--share-model", action="store_true",
                    help="landmark-only: let the peer render you with your own model "
                         "(your photo and face crop cross once; cached by hash)")
@@ -95,7 +98,8 @@ def _options(args: argparse.Namespace) -> Any:
                        share_model=bool(getattr(args, "share_model", False)),
                        fps=args.fps, out_size=args.size, resolution=args.resolution,
                        codec=args.codec, opus_kbps=args.opus_kbps,
-                       bundle_frames=getattr(args, "bundle_frames", 1))
+                       bundle_frames=getattr(args, "bundle_frames", 1),
+                       remote_renderer=getattr(args, "peer_renderer", "auto"))
 
 
 async def _local(args: argparse.Namespace, opts: Any) -> Any:
@@ -118,7 +122,7 @@ async def _local(args: argparse.Namespace, opts: Any) -> Any:
         source = live.open_source(args.camera, args.video, args.fps, args.loop, realtime=True,
                                   size=(1280, 720))
     try:
-        mic = open_voice_input(args.mic)
+        mic = open_voice_input(args.mic, loop=args.loop)
     except BaseException:
         source.close()
         raise
@@ -131,14 +135,14 @@ async def _local(args: argparse.Namespace, opts: Any) -> Any:
         raise
 
 
-def open_voice_input(spec: str) -> Any:
+def open_voice_input(spec: str, loop: bool = False) -> Any:
     """The microphone ``--mic`` names. A file the user named must work (one clear error
     otherwise); without a default input device the call goes on without a voice, saying so."""
     from ..audio.mic import open_mic
     from ..errors import AvatarCamError
 
     try:
-        return open_mic(spec)
+        return open_mic(spec, loop=loop)
     except AvatarCamError as exc:
         if spec != "default":
             raise

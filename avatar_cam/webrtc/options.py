@@ -37,6 +37,7 @@ class PeerOptions:
     opus_kbps: int = 16  # the voice's Opus bitrate (landmark mode; RTP voice too)
     bundle_frames: int = 1  # landmark frames per data-channel message (voice rides along)
     loopback: bool = True  # also gather 127.0.0.1 candidates (same-machine calls)
+    remote_renderer: str = "auto"  # landmark receiver: auto | neural | warp (remote_look)
 
     @property
     def mode(self) -> str:

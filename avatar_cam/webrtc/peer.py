@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -40,10 +41,10 @@ from .receive import (
     Look,
     VideoReceiver,
     build_receiver,
-    person_look,
     sketch_look,
 )
-from .rtp_buffer import fast_video_frames
+from .remote_look import RemoteLook, person_look
+from .rtp_buffer import fast_frames
 from .voice import MicTrack, VoiceIn, VoicePlayout, outputs_of
 
 __all__ = ["CallError", "LocalAvatar", "Peer", "PeerOptions", "configure_loop"]
@@ -73,6 +74,7 @@ class Peer:
         self.video_rx: VideoReceiver | None = None
         self.landmark_rx: LandmarkReceiver | None = None
         self.remote_person: Person | None = None
+        self.remote_look: RemoteLook | None = None
         self.receiver: Pipeline | None = None
         self.receiving = asyncio.Event()
         self.ended = asyncio.Event()
@@ -102,7 +104,7 @@ class Peer:
             self._add_video()
             self._add_voice()
         await self._gather(await self.pc.createOffer())
-        fast_video_frames(self.pc)
+        fast_frames(self.pc)
         return self._describe()
 
     async def accept_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +124,7 @@ class Peer:
             self._add_voice()  # video calls, and browsers in either mode
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         await self._gather(await self.pc.createAnswer())
-        fast_video_frames(self.pc)
+        fast_frames(self.pc)
         return self._describe()
 
     async def _gather(self, description: RTCSessionDescription) -> None:
@@ -265,10 +267,13 @@ class Peer:
             person = None
         try:
             if person is not None and not self.ended.is_set():
-                # Building a renderer takes a while (the warp mesh): not on the event loop.
-                pair = await workers().run(person_look, person, self.opts.out_size,
-                                           self.opts.resolution)
-                look.use(*pair)
+                # Opening and timing a renderer takes a while: not on the event loop.
+                remote = await workers().run(
+                    functools.partial(person_look, person, self.opts.out_size,
+                                      self.opts.resolution, fps=self.opts.fps,
+                                      prefer=self.opts.remote_renderer))
+                look.use(*remote.stages)
+                self.remote_look = remote
                 self.remote_person = person
                 owner = person.owner
                 log.info("rendering the peer with their own model: %s",
@@ -316,6 +321,10 @@ class Peer:
                 out.update({f"voice_{k}" if not k.startswith("voice_") else k: v
                             for k, v in voice.counts.items()})
         out["remote_model"] = self.exchange.digests.get("model")
+        if self.remote_look is not None:
+            out["remote_renderer"] = self.remote_look.kind
+            out["remote_renderer_why"] = self.remote_look.reason
+            out["remote_backend"] = self.remote_look.backend
         owner = self.remote_person.owner if self.remote_person is not None else None
         out["remote_owner"] = owner.describe() if owner is not None else None
         return out

@@ -8,8 +8,8 @@ into a jitter buffer; ``JitterSource`` is a pipeline source that samples it at t
 output rate, so the ordinary pipeline (its threads) renders the peer (``build_receiver``)
 through a ``Look``: the conditioning sketch of their landmarks (``raster.rasterize``)
 from the first packet, swapped for their face rendered with their own model once that
-has arrived (the warp renderer over the sender's person for now; their neural generator
-travels in the same bundle). Without a shared model the sketch stays.
+has arrived (``remote_look``: their neural generator, or the warp renderer over their
+photo where it cannot keep up). Without a shared model the sketch stays.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from aiortc import MediaStreamTrack
 
 from ..compose import Compositor, make_layout
 from ..framing import Framer, Placement
-from ..live import LiveOptions, avatar_layout, framer_for, label_for, watermark_for
+from ..live import LiveOptions, label_for
 from ..pacing import Clock, Pacer, Sleep
-from ..person import Person
 from ..pipeline import Pipeline, SourceEndedError
 from ..raster import rasterize
 from ..types import AvatarFrame, Frame, Landmarks
@@ -235,24 +234,6 @@ def sketch_look(basis: ExpressionBasis, out_size: tuple[int, int], resolution: i
                          "plain", plain_color=(0, 0, 0))
     # A sketch is plainly not a face: labelled, not watermarked (it carries no model).
     return SketchRenderer(resolution), Compositor(layout, label=label_for(LiveOptions())), None
-
-
-def person_look(person: Person, out_size: tuple[int, int], resolution: int
-                ) -> tuple[Any, Compositor, Framer]:
-    """The sender's face from their own model, framed as the local avatar is (the warp
-    renderer over their crop for now; their neural generator travels in the same bundle
-    for when the receiver uses it)."""
-    from ..render.warp import WarpRenderer
-
-    opts = LiveOptions(out_size=out_size)
-    renderer = WarpRenderer(person.crop, person.neutral, resolution=resolution)
-    layout = avatar_layout(person, opts)
-    # Every frame we make says it is synthetic, here too, and whose model it is.
-    owner = person.owner.name if person.owner is not None else None
-    liveness = person.owner.liveness if person.owner is not None else None
-    return renderer, Compositor(layout, label=label_for(opts, owner, liveness),
-                                **watermark_for(person, out_size)), \
-        framer_for(person, layout, opts)
 
 
 class ShownSink:

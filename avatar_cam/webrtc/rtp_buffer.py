@@ -7,9 +7,13 @@ last packet (the RTP marker bit, which aiortc and browsers set), as browsers do.
 buffer of its own (no state borrowed from aiortc's class) with the interface aiortc's
 receiver calls: ``add(packet) -> (pli_needed, frame or None)``.
 
-aiortc offers no public way to choose a receiver's jitter buffer: ``fast_video_frames``
-is the only code that swaps the private attribute, and where aiortc changes it, nothing
-is replaced (tests/test_webrtc.py says so) rather than anything breaking.
+Its audio jitter buffer waits for 4 more packets (80 ms of 20 ms Opus packets) before it
+hands one on, which would leave the voice behind the picture; ``AUDIO_PREFETCH`` packets
+is what a receiving avatar-cam keeps, and ``voice.VoiceIn`` counts them as its own delay.
+
+aiortc offers no public way to choose a receiver's jitter buffer: ``fast_frames`` is the
+only code that swaps the private attribute, and where aiortc changes it, nothing is
+replaced (tests/test_webrtc.py says so) rather than anything breaking.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from aiortc.jitterbuffer import JitterFrame
 
 RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x's private name
 SEQ_MOD = 1 << 16
+AUDIO_PREFETCH = 1  # packets an audio frame waits for (aiortc: 4)
+AUDIO_CAPACITY = 16  # aiortc's own
 
 
 def payload_of(packet: Any) -> bytes:
@@ -88,13 +94,21 @@ class MarkerJitterBuffer:
         self.origin = (self.origin + count) % SEQ_MOD
 
 
-def fast_video_frames(pc: Any) -> int:
-    """Give each video receiver of ``pc`` a MarkerJitterBuffer; returns how many."""
-    done = 0
+def fast_frames(pc: Any) -> dict[str, int]:
+    """Give each video receiver of ``pc`` a MarkerJitterBuffer and each audio receiver an
+    aiortc buffer that waits for ``AUDIO_PREFETCH`` packets; how many of each."""
+    done = {"video": 0, "audio": 0}
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
         old = getattr(receiver, RECEIVER_BUFFER, None)
-        if transceiver.kind == "video" and type(old) is AiortcJitterBuffer:
+        if type(old) is not AiortcJitterBuffer:
+            continue
+        if transceiver.kind == "video":
             setattr(receiver, RECEIVER_BUFFER, MarkerJitterBuffer(old.capacity, is_video=True))
-            done += 1
+        elif transceiver.kind == "audio":
+            setattr(receiver, RECEIVER_BUFFER,
+                    AiortcJitterBuffer(capacity=AUDIO_CAPACITY, prefetch=AUDIO_PREFETCH))
+        else:
+            continue
+        done[transceiver.kind] += 1
     return done

@@ -37,6 +37,7 @@ from ..audio.chunk import CHUNK, RATE, AudioChunk
 from ..audio.delay import DelayLine
 from ..audio.opus import OpusDecoder, OpusEncoder
 from .options import workers
+from .rtp_buffer import AUDIO_PREFETCH
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,17 @@ def mono_int16(frame: av.AudioFrame) -> np.ndarray:
 
 class VoiceIn:
     """A peer's RTP voice track -> the outputs, held back by what the local video path
-    adds (``video_extra_ms``: decode and hand-off to the sink, measured live)."""
+    adds (``video_extra_ms``: decode and hand-off to the sink, measured live) less what
+    the audio jitter buffer already holds (``AUDIO_PREFETCH`` packets of the length that
+    arrives)."""
 
     def __init__(self, track: MediaStreamTrack, outputs: list[Any],
                  video_extra_ms: Callable[[], float]) -> None:
         self.track = track
         self.outputs = outputs
-        self.delay = DelayLine(video_extra_ms)
+        self.video_extra_ms = video_extra_ms
+        self.packet_ms = float(CHUNK_MS)
+        self.delay = DelayLine(self.extra_ms)
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         self.counts: Counter[str] = Counter()
 
@@ -183,10 +188,16 @@ class VoiceIn:
                 return
             now = time.monotonic_ns()
             self.counts["frames_in"] += 1
+            if isinstance(frame, av.AudioFrame) and frame.sample_rate:
+                self.packet_ms = 1000 * frame.samples / frame.sample_rate
             for out in self.resampler.resample(frame):  # type: ignore[arg-type]
                 self.delay.push(AudioChunk(mono_int16(out), now))
             for chunk in self.delay.due(now):
                 await play(self.outputs, chunk.samples, self.counts)
+
+
+    def extra_ms(self) -> float:
+        return max(0.0, self.video_extra_ms() - AUDIO_PREFETCH * self.packet_ms)
 
 
 async def play(outputs: list[Any], samples: np.ndarray, counts: Counter[str]) -> None:
