@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 CHUNK_MS = 1000 * CHUNK // RATE  # 20
 TRACK_QUEUE = 25  # Opus packets (0.5 s) a slow peer may lag before the oldest go
 PLAYOUT_MAX_MS = 1000  # bundled voice kept ahead of the picture at most
-RESYNC_MS = 300  # the picture clock jumped (a new playout delay): start over from it
+RESYNC_MS = 150  # the picture clock jumped (a new playout delay): start over from it
+SLEW = 0.02  # of the voice clock's gap to the picture's, per 10 ms tick (~0.5 s to follow)
 
 
 def outputs_of(speaker: Any, sink: Any) -> list[Any]:
@@ -213,14 +214,20 @@ async def play(outputs: list[Any], samples: np.ndarray, counts: Counter[str]) ->
 
 class VoicePlayout:
     """Bundled voice frames -> the outputs, on the picture's clock: the frame captured at
-    sender time ``t`` plays when the picture of ``t`` reaches the sink (``shown``)."""
+    sender time ``t`` plays when the picture of ``t`` reaches the sink (``shown``).
+
+    The picture's clock jitters (its jitter buffer extrapolates, holds, adapts its delay),
+    sound must not: the voice runs on a steady clock, ``local ms - offset``, whose offset
+    follows the picture's by a slew (``SLEW`` a tick) and jumps only when they are more
+    than ``RESYNC_MS`` apart (a new playout delay)."""
 
     def __init__(self, outputs: list[Any]) -> None:
         self.outputs = outputs
         self.decoder = OpusDecoder()
         self.frames: dict[int, bytes] = {}  # sender t_ms -> Opus frame
         self.counts: Counter[str] = Counter()
-        self._shown: tuple[float, int] | None = None  # (sender ms, local ns) last shown
+        self._picture: float | None = None  # local ms - sender ms of the last frame shown
+        self.offset: float | None = None  # the voice's own
         self._next: int | None = None  # sender ms of the next frame to play
         self._stopped = False
 
@@ -236,26 +243,31 @@ class VoicePlayout:
 
     def shown(self, t_sender_ms: float, now_ns: int) -> None:
         """The picture of sender time ``t_sender_ms`` reached the sink at ``now_ns`` (called
-        from the receiving pipeline's sink thread: one tuple assignment)."""
+        from the receiving pipeline's sink thread: one float assignment)."""
         if np.isfinite(t_sender_ms):
-            self._shown = (float(t_sender_ms), now_ns)
+            self._picture = now_ns / 1e6 - float(t_sender_ms)
 
-    def on_screen_ms(self, now_ns: int) -> float | None:
-        """The sender instant the picture shows now (extrapolated from the last frame)."""
-        shown = self._shown
-        if shown is None:
+    def on_clock_ms(self, now_ns: int) -> float | None:
+        """The sender instant the voice plays now; follows the picture (see the class)."""
+        picture = self._picture
+        if picture is None:
             return None
-        return shown[0] + (now_ns - shown[1]) / 1e6
+        if self.offset is None or abs(picture - self.offset) > RESYNC_MS:
+            if self.offset is not None:
+                self.counts["voice_resync"] += 1
+                self._next = None
+            self.offset = picture
+        else:
+            self.offset += SLEW * (picture - self.offset)
+        return now_ns / 1e6 - self.offset
 
     async def run(self) -> None:
         while not self._stopped:
             await asyncio.sleep(CHUNK_MS / 2000)
-            now = self.on_screen_ms(time.monotonic_ns())
+            now = self.on_clock_ms(time.monotonic_ns())
             if now is None or not self.frames and self._next is None:
                 continue
-            if self._next is None or abs(now - self._next) > RESYNC_MS:
-                if self._next is not None:
-                    self.counts["voice_resync"] += 1
+            if self._next is None:
                 later = [t for t in self.frames if t >= now - CHUNK_MS]
                 if not later:
                     continue
