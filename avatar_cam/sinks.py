@@ -12,6 +12,7 @@ import glob
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -135,13 +136,21 @@ class VirtualCamSink(Sink):
 
 
 class FileSink(Sink):
-    """An mp4 file (MPEG-4 Part 2, which every OpenCV build can write), given its C2PA
+    """An mp4 file (H.264, or MPEG-4 Part 2 where PyAV has no libx264), given its C2PA
     manifest when it is closed (honesty.c2pa_manifest: synthetic media, the model's
     fingerprint, owner and liveness, signed with the user's key). ``provenance`` says
-    whose avatar it shows; None: a recording of a model the recorder does not know."""
+    whose avatar it shows; None: a recording of a model the recorder does not know.
+
+    ``play(samples)`` records sound too, as a speaker would play it (the peer's voice in
+    a call): AAC beside the picture, each placed by when it was handed over
+    (``recording``: frames at ``send``, sound at ``play``), so the file keeps the sync
+    the user got. A sink fed faster than real time still writes ``fps`` frames a second.
+    ``counts``: sound dropped, moved or late (``recording.Recording.counts``)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,
                  provenance: Provenance | None = None) -> None:
+        from .recording import WRITE_ERRORS, Recording  # PyAV: only this sink needs it
+
         super().__init__((width, height))
         self.path = Path(path)
         self.provenance = provenance
@@ -150,18 +159,34 @@ class FileSink(Sink):
         if not parent.is_dir():
             raise SinkError(f"cannot write {self.path}: folder {parent} does not exist",
                             "create the folder first or pick another path")
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"),
-                                       float(fps), (width, height))
-        if not self._writer.isOpened():
-            raise SinkError(f"cannot write video file {self.path}",
-                            "check the folder is writable and the name ends in .mp4")
+        if not (fps > 0 and np.isfinite(fps)):
+            raise ValueError(f"fps must be positive, got {fps}")
+        try:
+            self._recording = Recording(self.path, width, height, float(fps))
+        except WRITE_ERRORS as exc:
+            raise SinkError(f"cannot write video file {self.path} ({exc})",
+                            "check the folder is writable and the name ends in .mp4") from None
+        self.counts = self._recording.counts
 
     def _write(self, image: np.ndarray) -> None:
-        self._writer.write(np.ascontiguousarray(image))
+        self._recording.frame(image, time.monotonic_ns())
+
+    def play(self, samples: np.ndarray, t_ns: int | None = None) -> None:
+        """Record (n,) int16 mono 48 kHz ``samples`` played at ``t_ns`` (default: now,
+        ``time.monotonic_ns()``). ValueError for anything else; after ``close`` they are
+        counted and dropped (a call's last chunk may race the close)."""
+        self._recording.sound(samples, time.monotonic_ns() if t_ns is None else int(t_ns))
 
     def close(self) -> None:
+        from .recording import WRITE_ERRORS
+
         if not self._closed:
-            self._writer.release()  # writes the index; without it the mp4 is unreadable
+            self._closed = True
+            try:
+                self._recording.close()
+            except WRITE_ERRORS as exc:  # the picture-only mp4 is still there
+                log.error("%s: its sound could not be added (%s); the picture is intact "
+                          "and the sound is beside it", self.path, exc)
             if self.frames_sent:  # a file with no frames is no recording to vouch for
                 self._sign()
         super().close()
