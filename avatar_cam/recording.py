@@ -244,6 +244,10 @@ class Recording:
                 if cursor:
                     self.counts["sound_gaps"] += 1
                 self._sound.add_silence(due - cursor)
+            elif cursor == 0 and due < 0:  # played before the recording began
+                skip = min(-due, len(samples))
+                self.counts["sound_samples_before_start"] += skip
+                samples = samples[skip:]
             elif off_ms < -AHEAD_MS:
                 skip = min(cursor - due, len(samples))
                 self.counts["sound_samples_dropped"] += skip
