@@ -6,12 +6,11 @@ Both streams share one timeline: the instant each item was handed over
 (``time.monotonic_ns()``), from the first hand-off of either kind, so a call recording
 shows the sync the user got.
 
-- Picture: frame ``k`` handed over at ``t_k`` lands at ``max(t_k - t_0, k / fps)`` (with
-  ``t_0`` its first frame's time): a sink fed faster than real time (a clip rendered
-  offline) gets one frame a period, as a constant-rate file; a live feed that drops or
-  stalls keeps each frame where it was shown, so a 60 s call stays 60 s long and its
-  sound stays with it. Until a frame comes late, a live feed's frames sit up to the
-  first frame's lateness after their hand-off (the only bias of the rule).
+- Picture: each frame at its hand-off time, so a live feed that drops, stalls or runs
+  a little fast (a receiver's decoder gets ~31.7 fps from a 30 fps sender here) keeps
+  each frame where it was shown, and a 60 s call stays 60 s long with its sound. A feed
+  over ``RENDERING`` times faster than real time since its first frame (a clip rendered
+  offline) is written one frame a period instead, as a constant-rate file.
 - Sound: a chunk handed over at ``t`` is due at sample ``(t - origin) * 48 kHz``. The
   file plays it as a speaker would: right after the chunk before, queued behind it when
   handed over early (chunks come in bursts), and after silence when the gap since the
@@ -45,6 +44,7 @@ from av.video.stream import VideoStream
 
 from .audio.chunk import RATE, check_samples
 
+RENDERING = 2.0  # a feed this many times faster than real time is rendered, not shown
 TICKS = 90_000  # picture timestamps per second (the MPEG clock: 3000 a frame at 30 fps)
 SNAP_MS = 20.0  # a gap in the sound longer than this is kept as silence
 AHEAD_MS = 100.0  # sound queued this far behind its hand-off time is dropped
@@ -80,8 +80,9 @@ class Timeline:
         wall = float(self._since(t_ns))
         if self._v0 is None:
             self._v0 = wall
-        at = max(wall, self._v0 + self._frames * self.period_ns)
-        ticks = max(round(at * TICKS / 1e9), self._last + 1)
+        slot = self._v0 + self._frames * self.period_ns
+        rendering = self._frames * self.period_ns > RENDERING * (wall - self._v0)
+        ticks = max(round((slot if rendering else wall) * TICKS / 1e9), self._last + 1)
         self._frames += 1
         self._last = ticks
         return ticks

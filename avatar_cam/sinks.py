@@ -144,7 +144,8 @@ class FileSink(Sink):
     ``play(samples)`` records sound too, as a speaker would play it (the peer's voice in
     a call): AAC beside the picture, each placed by when it was handed over
     (``recording``: frames at ``send``, sound at ``play``), so the file keeps the sync
-    the user got. A sink fed faster than real time still writes ``fps`` frames a second.
+    the user got. A sink fed over twice as fast as real time (rendering offline) writes
+    ``fps`` frames a second.
     ``counts``: sound dropped, moved or late (``recording.Recording.counts``)."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,

@@ -140,8 +140,11 @@ def test_a_live_feed_that_stalls_keeps_its_frames_where_they_were_shown() -> Non
     at = [0, PERIOD_NS, 2 * PERIOD_NS, 2 * PERIOD_NS + 500_000_000, 3 * PERIOD_NS + 500_000_000]
     ticks = [timeline.frame_ticks(1_000_000 + t) for t in at]
     assert ticks == [round(t * 90_000 / 1e9) for t in at]
-    fast = Timeline(FPS)
-    assert [fast.frame_ticks(5 + n) for n in range(4)] == [0, 3000, 6000, 9000]
+    rendered = Timeline(FPS)  # an offline render: one frame a period
+    assert [rendered.frame_ticks(5 + n) for n in range(4)] == [0, 3000, 6000, 9000]
+    brisk = Timeline(FPS)  # a live feed a little over its rate: as shown, no drift
+    at = [round(n * 0.95 * PERIOD_NS) for n in range(300)]
+    assert [brisk.frame_ticks(t) for t in at] == [round(t * 90_000 / 1e9) for t in at]
 
 
 def test_odd_sound_is_refused_or_counted_never_a_crash(tmp_path: Path) -> None:
