@@ -142,6 +142,7 @@ def test_browser_talks_and_hears_the_avatar(person: Person, tmp_path: Path,
 
     def done(report: dict[str, Any], server: Any, local: Any) -> bool:
         return (int(report.get("audioPackets", 0)) > 100 and
+                int(report.get("audioSamples", 0)) > 48000 and
                 int(report.get("audioSent", 0)) > 100 and speaker.duration_s > 1.0)
 
     reports, _ = asyncio.run(_watch(person, landmarks, tmp_path / "profile", done, mic=mic,
