@@ -180,6 +180,10 @@ class Relay:
         if way.count(data):
             out.transport.sendto(data, other)
 
+    def set_loss(self, loss_ab: float, loss_ba: float) -> None:
+        """Change the loss each way from now on (e.g. once the call is set up)."""
+        self.ab.loss, self.ba.loss = loss_ab, loss_ba
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {"a->b": self.ab.snapshot(), "b->a": self.ba.snapshot()}
 

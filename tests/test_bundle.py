@@ -230,7 +230,7 @@ def _relay_module() -> ModuleType:
 
 async def _relay_call(loss: float) -> tuple[dict[str, Any], int, int]:
     relay_mod = _relay_module()
-    relay = await relay_mod.Relay.open(lifetime_s=20.0, loss_ab=loss, seed=4)
+    relay = await relay_mod.Relay.open(lifetime_s=20.0, seed=4)
     a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     got: list[bytes] = []
@@ -249,6 +249,7 @@ async def _relay_call(loss: float) -> tuple[dict[str, Any], int, int]:
         await a.setRemoteDescription(RTCSessionDescription(
             relay.rewrite(b.localDescription.sdp, "b"), "answer"))
         await asyncio.wait_for(opened.wait(), 8.0)
+        relay.set_loss(loss, 0.0)  # once set up: the association's setup is not retried
         for i in range(100):
             channel.send(bytes([0xA1]) + i.to_bytes(2, "big") + b"x" * 20)
             await asyncio.sleep(0.005)
