@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--camera", help="webcam index (0) or device path (/dev/video0)")
     src.add_argument("--video", type=Path, help="drive from a video file instead")
     run.add_argument("--loop", action="store_true", help="loop the video")
+    run.add_argument("--virtual-mic", action="store_true",
+                     help="also pass your microphone to a virtual one (\"avatar-cam "
+                          "microphone\": pick it in Zoom/Meet/Teams), held back by the "
+                          "avatar's measured latency so voice and face stay in sync (Linux: "
+                          "PulseAudio/PipeWire; Windows/macOS: see the README)")
+    run.add_argument("--mic", default="default", metavar="SPEC",
+                     help="with --virtual-mic: default | device:NAME | file:PATH (default)")
     run.add_argument("--fast", action="store_true",
                      help="read the video as fast as possible instead of in real time")
     _add_output_args(run, default_sink="virtualcam")
@@ -118,6 +125,30 @@ def _progress(total: int | None, desc: str) -> Any:
                 disable=None)  # None: only on a terminal
 
 
+def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
+    """``--virtual-mic``: the microphone into "avatar-cam microphone", held back by the
+    picture's latency as the running pipeline measures it (``audio.relay``)."""
+    if not getattr(args, "virtual_mic", False):
+        return None
+    from .audio.mic import open_mic
+    from .audio.relay import VoiceRelay, recent_latency_ms
+    from .audio.virtual_mic import DESCRIPTION, VirtualMic
+    from .errors import AvatarCamError
+
+    mic = open_mic(args.mic, loop=args.loop)
+    if mic is None:
+        raise AvatarCamError("--virtual-mic needs a microphone", "give --mic default or "
+                             "--mic file:PATH")
+    try:
+        out = VirtualMic()
+    except BaseException:
+        mic.close()
+        raise
+    log.info('your voice goes to the virtual microphone "%s", in step with the avatar: '
+             "pick it as the microphone in Zoom, Meet or Teams", DESCRIPTION)
+    return VoiceRelay(mic, out, lambda: recent_latency_ms(pipeline().stats.latencies_ms))
+
+
 def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> int:
     from . import live
     from .person import load_person
@@ -150,8 +181,11 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
             last_log[0] = time.monotonic()
             log.info("%d frames sent", pipeline.stats.frames)
 
+    pipeline: Any = None  # built below; the voice relay reads its latency once it runs
     try:
-        pipeline = live.build_pipeline(person, source, sink, opts, on_frame=on_frame)
+        voice = _voice_relay(args, lambda: pipeline)
+        pipeline = live.build_pipeline(person, source, sink, opts, on_frame=on_frame,
+                                       voice=voice)
     except BaseException:
         source.close()
         raise

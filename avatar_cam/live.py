@@ -79,7 +79,8 @@ def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,
 
 
 def build_pipeline(person: Person, source: Any, sink: str | Any, opts: LiveOptions,
-                   on_frame: Callable[[AvatarFrame], None] | None = None) -> Pipeline:
+                   on_frame: Callable[[AvatarFrame], None] | None = None,
+                   voice: Any = None) -> Pipeline:
     """Wire every stage for ``person``; the caller runs it (and it closes nothing itself).
     ``sink``: a spec for sinks.open_sink (virtualcam, file:PATH, ...) or a sink object.
     The renderer opens first: a person without the model asked for is the likeliest
@@ -101,7 +102,8 @@ def build_pipeline(person: Person, source: Any, sink: str | Any, opts: LiveOptio
         _close_opened(opened)
         raise
     return Pipeline(source, tracker, adapter, opened[0], compositor, sink, fps=opts.fps,
-                    frames=opts.frames, pace=opts.pace, on_frame=on_frame, framer=framer)
+                    frames=opts.frames, pace=opts.pace, on_frame=on_frame, framer=framer,
+                    voice=voice)
 
 
 def build_landmark_pipeline(person: Person, source: Any, tap: Any,
@@ -211,8 +213,8 @@ def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
 
 def close_all(pipeline: Pipeline) -> None:
     """Close every stage of a pipeline, the sink and the source last-in first-out."""
-    for stage in (pipeline.sink, pipeline.compositor, pipeline.renderer, pipeline.framer,
-                  pipeline.adapter, pipeline.tracker, pipeline.source):
+    for stage in (pipeline.voice, pipeline.sink, pipeline.compositor, pipeline.renderer,
+                  pipeline.framer, pipeline.adapter, pipeline.tracker, pipeline.source):
         if stage is not None:
             # closing must reach every stage even if one fails
             with contextlib.suppress(Exception):

@@ -112,6 +112,11 @@ class _Sink(Protocol):
     def close(self) -> None: ...
 
 
+class _Voice(Protocol):
+    def pump(self) -> bool: ...  # move one chunk of sound; False when it has ended
+    def close(self) -> None: ...
+
+
 @dataclass
 class _Driven:
     lm: Landmarks
@@ -170,11 +175,12 @@ class Pipeline:
                  renderer: _Renderer, compositor: _Compositor, sink: _Sink, *,
                  fps: float = 30.0, frames: int | None = None, pace: bool = True,
                  on_frame: Callable[[AvatarFrame], None] | None = None,
-                 framer: _Framer | None = None) -> None:
+                 framer: _Framer | None = None, voice: _Voice | None = None) -> None:
         if fps <= 0 or fps > 240:
             raise ValueError(f"fps must be in (0, 240], got {fps}")
         self.source, self.tracker, self.adapter = source, tracker, adapter
         self.framer = framer
+        self.voice = voice  # sound that follows the picture (audio.relay), if any
         self.renderer, self.compositor, self.sink = renderer, compositor, sink
         self.fps, self.max_frames, self.pace, self.on_frame = fps, frames, pace, on_frame
         self.stats = Stats()
@@ -267,13 +273,21 @@ class Pipeline:
             self._out.put(out)
         self._out.close()
 
+    def _voice_loop(self) -> None:
+        assert self.voice is not None
+        while not self._stop.is_set() and self.voice.pump():
+            pass
+
     # -- the caller's thread: pacing and the sink ---------------------------------------
 
     def run(self) -> Stats:
         """Run until the source ends, ``frames`` were sent, stop() or Ctrl-C; then clean up."""
+        loops = [("capture", self._capture_loop), ("drive", self._drive_loop),
+                 ("render", self._render_loop)]
+        if self.voice is not None:
+            loops.append(("voice", self._voice_loop))
         threads = [threading.Thread(target=self._guard(n, f), name=f"avatar-{n}", daemon=True)
-                   for n, f in (("capture", self._capture_loop), ("drive", self._drive_loop),
-                                ("render", self._render_loop))]
+                   for n, f in loops]
         start = time.perf_counter()
         for t in threads:
             t.start()
