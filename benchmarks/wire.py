@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
@@ -44,9 +45,10 @@ from typing import Any
 
 import numpy as np
 from _relay import KINDS, Relay, window
-from _report import machine, markdown_table, write
+from _report import RESULTS, machine, write
 from _wire_driver import ReplaySource, tracked_driver
 from _wire_offline import compute
+from _wire_report import table
 
 from avatar_cam import live
 from avatar_cam.audio.mic import open_mic
@@ -155,10 +157,12 @@ def shares(before: Counter[str], after: Counter[str]) -> dict[str, float]:
 
 def pct(values: list[float]) -> dict[str, float]:
     if not values:
-        return {"p50": float("nan"), "p95": float("nan"), "n": 0}
+        return {"mean": float("nan"), "p50": float("nan"), "p95": float("nan"),
+                "max": float("nan"), "n": 0}
     a = np.asarray(values)
-    return {"p50": round(float(np.percentile(a, 50)), 1),
-            "p95": round(float(np.percentile(a, 95)), 1), "n": int(len(a))}
+    return {"mean": round(float(a.mean()), 1), "p50": round(float(np.percentile(a, 50)), 1),
+            "p95": round(float(np.percentile(a, 95)), 1), "max": round(float(a.max()), 1),
+            "n": int(len(a))}
 
 
 async def call(person: Person, basis: ExpressionBasis, option: Option, seconds: float,
@@ -275,75 +279,6 @@ def chosen_call(runs: list[dict[str, Any]]) -> Option | None:
     return Option(best["frames_per_message"], True, 0.0, best["opus_kbps"])
 
 
-def table(data: dict[str, Any]) -> str:
-    runs = data["runs"]
-    base = {(r["voice"], r["loss"], r["two_way"]): r for r in runs
-            if r["frames_per_message"] == 1 and r.get("opus_kbps") in (None, OPUS_KBPS)}
-    rows = []
-    for r in runs:
-        w = r["wire"]
-        b = base.get((r["voice"], r["loss"], r["two_way"]))
-        extra = r["latency_ms"]["p50"] - b["latency_ms"]["p50"] if b else float("nan")
-        extra95 = r["latency_ms"]["p95"] - b["latency_ms"]["p95"] if b else float("nan")
-        rows.append([("two-way: " if r["two_way"] else "") + r["option"],
-                     f"{w['a->b']['kbps']:.1f}", f"{w['b->a']['kbps']:.1f}",
-                     f"{w['a->b']['packets_per_s']:.0f} / {w['b->a']['packets_per_s']:.0f}",
-                     f"{r['overhead_bytes_per_message']:.0f}"
-                     if "overhead_bytes_per_message" in r else "",
-                     " / ".join(f"{x:.0f}" for x in r["sender_fps"]),
-                     f"{r['latency_ms']['p50']:.0f} / {r['latency_ms']['p95']:.0f}",
-                     f"{extra:+.0f} / {extra95:+.0f}",
-                     f"{100 * r['receiver_shown'].get('ok', 0.0):.0f}%"])
-    head = ["option", "A->B kbit/s (wire)", "B->A kbit/s (wire)", "datagrams/s A->B / B->A",
-            "overhead B/msg", "sender fps", "latency p50 / p95 ms", "vs 1 frame/msg ms",
-            "shown ok"]
-    m = data["machine"]
-    driver = "tracked live" if data["track"] else \
-        "the demo footage's MediaPipe landmarks, replayed"
-    notes = [
-        "",
-        f"Real bytes on the wire (IPv4 + UDP + DTLS + SCTP, STUN included) counted by a "
-        f"relay on 127.0.0.1 between two avatar-cam peers, {data['seconds']:.0f} s a run "
-        f"after {WARMUP_S:.0f} s; the live landmark pipeline on the demo driver "
-        f"({driver}), voice = "
-        f"{data['voice_source']} as the microphone, Opus {OPUS_KBPS} kbit/s. One-way rows: "
-        "A sends, B->A is what B answers (SCTP SACKs, STUN); two-way rows: both send, each "
-        "way. Latency: capture -> arrival in the receiver's decoder (frames recovered from "
-        "redundancy count at the later arrival). Overhead: wire bytes of A's SCTP "
-        "datagrams less the messages' payload, per message. 'vs 1 frame/msg': latency "
-        "p50 / p95 against the one-packet-per-frame run with the same voice, loss and "
-        "direction(s). Shown ok: the receiver's frames played from a frame that had arrived "
-        "(not extrapolated, held or concealed), over the window.",
-        f"Chosen: {data['chosen_frames']} frames per message (the fewest whose landmarks "
-        f"alone are <= {TARGET_LANDMARKS_KBPS:.0f} kbit/s on the wire, A->B); for a whole "
-        f"call: {data['chosen_call'] or 'none of the two-way options fits'}. Targets: landmarks "
-        f"<= {TARGET_LANDMARKS_KBPS:.0f} kbit/s, a whole call with voice <= "
-        f"{TARGET_CALL_KBPS:.0f} kbit/s each way. Receiver quality at 5 % loss: "
-        "bandwidth.py.",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared; load {m['load_average_1min']}), "
-        "no GPU.",
-    ]
-    c = data["computed"]
-    crow = [[f"{r['frames_per_message']} frame(s)/msg, RED {r['red']}", f"{r['message_bytes']:.1f}",
-             f"{r['payload_kbps']:.1f}", f"{r['wire_kbps_computed']:.1f}",
-             f"{r['error_iod']:.4f}", f"{r['error_iod_at_loss']:.4f}",
-             f"{100 * r['frames_lost_at_loss']:.1f}%",
-             f"{r['error_iod_at_loss_delay_raised']:.4f} ({r['playout_delay_ms_raised']:.0f} ms)"]
-            for r in c["rows"]]
-    computed = markdown_table(
-        ["computed (no network)", "message bytes", "payload kbit/s",
-         f"wire kbit/s (+{c['overhead_bytes_per_message']:.0f} B/msg measured)",
-         "landmark error (IOD)", f"error at {c['loss']:.0%} msg loss",
-         "frames lost for good", "error at loss, least playout delay raised"], crow)
-    return (markdown_table(head, rows) + "\n" + "\n".join(notes) + "\n\n" + computed
-            + "\n\nComputed rows: the same tracked landmarks through the codec, "
-            "``Bundler`` and jitter buffer, each message lost at random (seeded); "
-            "'RED first packet only' is a codec change not made (sizes and errors as it "
-            "would give them); 'least playout delay raised': PlayoutConfig(delay_ms=n "
-            "periods + 20 ms) at the receiver, which today starts at 50 ms and, for bundles, "
-            "extrapolates between messages. Error against the sender instant shown.")
-
-
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     configure_loop(asyncio.get_running_loop())
     person = load_person("demo")
@@ -378,7 +313,10 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                                 and r["loss"] == 0]))
     computed = await loop.run_in_executor(
         None, lambda: compute(basis, driven, FRAMES, overhead, LOSSES[-1]))
-    return {"machine": machine(), "seconds": args.seconds, "track": args.track,
+    return {"machine": machine(), "seconds": args.seconds, "warmup_s": WARMUP_S,
+            "targets": {"landmarks_kbps": TARGET_LANDMARKS_KBPS,
+                        "call_kbps_each_way": TARGET_CALL_KBPS},
+            "track": args.track,
             "driver": {"frames": frames, "frames_without_face": missed,
                        "replayed": driver is not None},
             "computed": {"overhead_bytes_per_message": overhead, "loss": LOSSES[-1],
@@ -396,7 +334,13 @@ def main() -> None:
                     help="track the demo driver live in each call (CPU-bound: on a busy "
                     "machine the senders fall under 30 fps)")
     ap.add_argument("--no-readme", dest="readme", action="store_false")
+    ap.add_argument("--table", action="store_true",
+                    help="rebuild the README section from results/wire.json, measure nothing")
     args = ap.parse_args()
+    if args.table:
+        data = json.loads((RESULTS / "wire.json").read_text())
+        write("wire", data, table(data))
+        return
     if args.quick:
         args.seconds = min(args.seconds, 6.0)
     data = asyncio.run(run_all(args))
