@@ -24,7 +24,7 @@ def table(data: dict[str, Any]) -> str:
                      if "overhead_bytes_per_message" in r else "",
                      " / ".join(f"{x:.0f}" for x in r["sender_fps"]),
                      f"{r['latency_ms']['mean']:.0f} / {r['latency_ms']['p95']:.0f}",
-                     f"{extra:+.0f} / {extra95:+.0f}",
+                     f"{extra:+.0f} / {extra95:+.0f}" if b else "",
                      f"{100 * r['receiver_shown'].get('ok', 0.0):.0f}%"])
     head = ["option", "A->B kbit/s (wire)", "B->A kbit/s (wire)", "datagrams/s A->B / B->A",
             "overhead B/msg", "sender fps", "latency mean / p95 ms", "vs 1 frame/msg ms",
@@ -42,8 +42,9 @@ def table(data: dict[str, Any]) -> str:
         f"({driver}), voice = "
         f"{data['voice_source']} as the microphone, Opus {data['opus_kbps']} kbit/s. One-way rows: "
         "A sends, B->A is what B answers (SCTP SACKs, STUN); two-way rows: both send, each "
-        "way. Latency: capture -> arrival in the receiver's decoder (frames recovered from "
-        "redundancy count at the later arrival). Overhead: wire bytes of A's SCTP "
+        "way. Latency: capture -> arrival in the receiver's decoder, of the frames that "
+        "arrived themselves (LandmarkReceiver.arrivals leaves out those rebuilt from "
+        "redundancy). Overhead: wire bytes of A's SCTP "
         "datagrams less the messages' payload, per message. 'vs 1 frame/msg': latency "
         "mean / p95 against the one-packet-per-frame run with the same voice, loss and "
         "direction(s) (the mean: a bundle's frames wait 0..n-1 periods, so the median "

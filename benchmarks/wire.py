@@ -16,8 +16,9 @@ SACKs, STUN consent checks). Options: one packet per frame (frames=1: the plain 
 packet, today's wire), bundles of 2, 3, 4 frames; without and with voice; 0 % and 5 %
 loss (the relay drops media datagrams at random, seeded, both ways). Latency: each
 landmark frame from its capture (``LocalAvatar.sent_ns``) to its arrival in the
-receiver's decoder (``LandmarkReceiver.arrivals``), same process, same monotonic clock;
-p50/p95 and the difference from frames=1 of the same voice and loss.
+receiver's decoder (``LandmarkReceiver.arrivals``: frames rebuilt from redundancy are not
+in it), same process, same monotonic clock; mean/p50/p95/max, and the difference from
+frames=1 of the same voice and loss.
 
 Then two-way calls (both ends send and receive, as a real call does), with voice, for
 ``TWO_WAY`` (frames per message, Opus bitrate), and the one chosen for a call again at 5 %
