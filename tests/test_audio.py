@@ -1,23 +1,21 @@
-"""The audio package on real components: WAV files written here, PyAV's libopus, and a
-real PulseAudio server (tests/pulse_server.py) for devices and the virtual microphone."""
+"""The audio package on real components: WAV files written here and PyAV's libopus. The
+devices and the virtual microphone, on a real PulseAudio server, are in
+test_virtual_mic.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pulse_server import pulse_server  # noqa: F401  (a fixture)
 
 from avatar_cam.audio.chunk import CHUNK, RATE, AudioChunk, AudioError
-from avatar_cam.audio.delay import DelayLine
+from avatar_cam.audio.delay import CATCH_UP_MS, DelayLine
 from avatar_cam.audio.mic import open_mic
-from avatar_cam.audio.opus import OpusDecoder, OpusEncoder
-from avatar_cam.audio.speaker import RecordingSpeaker, open_speaker
+from avatar_cam.audio.opus import FRAME_MS, OpusDecoder, OpusEncoder
+from avatar_cam.audio.speaker import RecordingSpeaker
 
 
 def tone(seconds: float, hz: float = 440.0, level: float = 0.3, rate: int = RATE
@@ -131,18 +129,72 @@ def test_opus_packets_carry_their_time_for_rtp() -> None:
                for p in packets)
 
 
-def test_opus_decoder_rejects_what_is_not_opus() -> None:
-    decoder = OpusDecoder()
+@pytest.mark.parametrize("frame_ms", FRAME_MS)
+def test_opus_frame_lengths_the_bundled_libopus_takes(frame_ms: int) -> None:
+    encoder, decoder = OpusEncoder(16000, frame_ms), OpusDecoder()
+    x = tone(1.0, 440.0)
+    packets = encoder.encode_packets(x)
+    n = RATE * frame_ms // 1000
+    assert len(packets) >= len(x) // n - 1
+    assert [p.pts for p in packets[:2]] == [0, n]
+    decoded = [decoder.decode(bytes(p)) for p in packets]
+    assert {len(d) for d in decoded} == {n}
+    assert abs(dominant_hz(np.concatenate(decoded)[n * 2:]) - 440.0) < 10
+
+
+def test_opus_refuses_what_it_cannot_encode() -> None:
+    for frame_ms, bitrate in ((30, 16000), (20, 1000)):
+        with pytest.raises(ValueError):
+            OpusEncoder(bitrate, frame_ms)
+    with pytest.raises(ValueError):
+        OpusEncoder().encode(tone(0.02).astype(np.float32))
+
+
+# Packets that break RFC 6716's rules (3.4): one of each kind a network could deliver.
+MALFORMED = {"empty": b"", "over the largest packet": bytes(4000),
+             "two equal frames of odd total length": bytes([0x09, 1, 2, 3]),
+             "no frames": bytes([0x0B, 0x00]),
+             "seven 20 ms frames (140 ms)": bytes([0x0B, 0x07]) + bytes(20),
+             "a frame longer than the packet": bytes([0x0A, 200, 1, 2, 3]),
+             "equal frames that do not divide the payload": bytes([0x0B, 0x02, 1, 2, 3])}
+
+
+def test_opus_decoder_rejects_and_counts_what_is_not_opus() -> None:
+    encoder, decoder = OpusEncoder(16000), OpusDecoder()
+    good = encoder.encode(tone(0.2))
+    decoder.decode(good[0])
+    for name, packet in MALFORMED.items():
+        with pytest.raises(ValueError, match="not an Opus packet"):
+            decoder.decode(packet)
+        assert decoder.rejected == list(MALFORMED).index(name) + 1
+    # random bytes: either a valid (noisy) packet of a legal length or a counted refusal
     rng = np.random.default_rng(3)
-    rejected = 0
-    for n in (0, 1, 3, 40, 2000):
+    for n in range(1, 200, 7):
+        before = decoder.rejected
         try:
             out = decoder.decode(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
-            assert out.dtype == np.int16  # random bytes can be a valid (noisy) packet
+            assert out.dtype == np.int16 and len(out) in {120 * k for k in range(1, 49)}
         except ValueError:
-            rejected += 1
-    assert rejected >= 2  # the empty and the oversized one at least
-    assert decoder.conceal(CHUNK).shape == (CHUNK,)
+            assert decoder.rejected == before + 1
+    # and the decoder still decodes the stream after all that
+    assert all(len(decoder.decode(p)) == CHUNK for p in good[1:])
+
+
+def test_opus_conceals_a_lost_packet_with_libopus_plc() -> None:
+    encoder, decoder = OpusEncoder(16000), OpusDecoder()
+    assert not decoder.conceal(CHUNK).any()  # nothing heard yet: silence
+    x = tone(1.0, 440.0)
+    packets = encoder.encode(x)
+    heard = np.concatenate([decoder.decode(p) for p in packets[:30]])
+    losses = [decoder.conceal(CHUNK) for _ in range(10)]
+    assert all(c.shape == (CHUNK,) and c.dtype == np.int16 for c in losses)
+    # the first lost 20 ms carries the tone on; a long loss fades away
+    assert rms(losses[0]) > 0.3 * rms(heard[-CHUNK:])
+    assert abs(dominant_hz(losses[0]) - 440.0) < 30
+    assert rms(losses[-1]) < 0.2 * rms(losses[0])
+    assert decoder.concealed == 10
+    assert len(decoder.conceal(CHUNK // 2)) == CHUNK // 2
+    assert len(decoder.decode(packets[40])) == CHUNK  # and the stream goes on
 
 
 # -- the delay line -------------------------------------------------------------------
@@ -167,6 +219,34 @@ def test_delay_line_holds_sound_back_by_the_live_delay_and_catches_up() -> None:
     assert line.current_ms() == line.max_ms
 
 
+def test_delay_line_drops_no_more_than_catching_up_needs() -> None:
+    line = DelayLine(lambda: 40.0)
+    # 300 ms of sound all due at once: the line keeps what is at most CATCH_UP_MS late
+    for i in range(15):
+        line.push(_chunk(20 * i))
+    out = line.due(int(340e6))
+    lateness = [340 - 40 - c.t_capture_ns / 1e6 for c in out]
+    assert max(lateness) <= CATCH_UP_MS and out[-1].t_capture_ns == int(280e6)
+    assert [c.t_capture_ns for c in out] == [int(t * 1e6) for t in range(0, 300, 20)
+                                             if 300 - t <= CATCH_UP_MS]
+    assert line.dropped_ms == pytest.approx(20 * (15 - len(out)))
+
+
+def test_delay_line_catches_up_with_a_microphone_read_late() -> None:
+    """A caller that stalled 500 ms reads the microphone's backlog one chunk at a time
+    (each read at once): the old chunks go until the rest is within CATCH_UP_MS."""
+    line = DelayLine(lambda: 40.0)
+    now_ms, played = 500.0, []
+    for i in range(40):
+        line.push(_chunk(20 * i))
+        played += [(now_ms, c.t_capture_ns / 1e6) for c in line.due(int(now_ms * 1e6))]
+        if 20 * i + 20 > now_ms:  # caught up with the microphone: reads wait for it
+            now_ms = 20 * i + 20
+    assert all(t - c - 40 <= CATCH_UP_MS for t, c in played)
+    assert line.dropped_ms == pytest.approx(500 - 40 - CATCH_UP_MS, abs=20)
+    assert played[-1][1] > 700  # and everything after the catching up plays
+
+
 def test_delay_line_is_bounded() -> None:
     line = DelayLine(lambda: 0.0, max_ms=100)
     for i in range(50):
@@ -177,95 +257,11 @@ def test_delay_line_is_bounded() -> None:
 def test_recording_speaker_checks_what_it_plays() -> None:
     speaker = RecordingSpeaker()
     speaker.play(tone(0.02))
-    for bad in (tone(0.02).astype(np.float32), np.zeros((CHUNK, 2), np.int16)):
+    for bad in (tone(0.02).astype(np.float32), np.zeros((CHUNK, 2), np.int16), [0] * CHUNK):
         with pytest.raises(ValueError):
-            speaker.play(bad)
-    assert speaker.duration_s == pytest.approx(0.02) and speaker.rms() > 1000
-
-
-# -- PulseAudio: devices and the virtual microphone -----------------------------------
-
-
-@pytest.mark.usefixtures("pulse_server")
-def test_virtual_microphone_carries_what_is_written_and_unloads() -> None:
-    from avatar_cam.audio import pulse
-    from avatar_cam.audio.virtual_mic import SOURCE, VirtualMic
-
-    vmic = VirtualMic()
-    try:
-        assert pulse.source_exists(SOURCE)
-        assert "avatar-cam microphone" in pulse.pactl("list", "sources")
-        listener = open_mic(f"device:{SOURCE}")  # what Zoom would record
-        assert listener is not None
-        x = tone(1.0, 500.0, level=0.3)
-        for i in range(0, len(x), CHUNK):
-            vmic.write(x[i:i + CHUNK])
-        heard = np.concatenate([listener.read().samples for _ in range(40)])  # type: ignore[union-attr]
-        listener.close()
-    finally:
-        vmic.close()
-    assert not pulse.source_exists(SOURCE)
-    assert "avatar_cam" not in pulse.pactl("list", "short", "modules")  # both unloaded
-    assert abs(dominant_hz(heard) - 500.0) < 10 and rms(heard) > 0.5 * rms(x)
-
-
-@pytest.mark.usefixtures("pulse_server")
-def test_default_speaker_and_microphone_on_the_sound_server() -> None:
-    """What the default speaker plays reaches the default sink; its monitor, read as a
-    named microphone, hears it."""
-    from avatar_cam.audio import pulse
-
-    sink = [line for line in pulse.pactl("info").splitlines() if "Default Sink" in line]
-    assert sink, "the server has a default sink"
-    monitor = sink[0].split(":", 1)[1].strip() + ".monitor"
-    listener = open_mic(f"device:{monitor}")
-    speaker = open_speaker("default")
-    assert listener is not None and speaker is not None
-    x = tone(1.0, 700.0)
-    for i in range(0, len(x), CHUNK):
-        speaker.play(x[i:i + CHUNK])
-    heard = np.concatenate([listener.read().samples for _ in range(40)])  # type: ignore[union-attr]
-    listener.close()
+            speaker.play(bad)  # type: ignore[arg-type]
+    assert speaker.duration_s == pytest.approx(0.02) and speaker.samples_played == CHUNK
+    assert speaker.rms() == pytest.approx(rms(tone(0.02)))
     speaker.close()
-    assert abs(dominant_hz(heard) - 700.0) < 15 and rms(heard) > 0.2 * rms(x)
-
-
-@pytest.mark.usefixtures("pulse_server")
-def test_devices_that_do_not_exist_are_one_clear_line() -> None:
-    for spec, opener in (("device:no-such-mic", open_mic), ("device:no-such-speaker",
-                                                             open_speaker)):
-        with pytest.raises(AudioError) as caught:
-            opener(spec)
-        assert "no-such" in str(caught.value) and "pactl list" in str(caught.value)
-
-
-@pytest.mark.usefixtures("pulse_server")
-def test_run_virtual_mic_passes_the_voice_behind_the_picture(tmp_path: Path,
-                                                            single_face_mp4: Path) -> None:
-    """`avatar-cam run --virtual-mic --mic file:...` on a real clip: the virtual source
-    carries the file's tone while the avatar runs."""
-    from avatar_cam.audio.virtual_mic import SOURCE
-
-    wav = write_wav(tmp_path / "voice.wav", tone(30.0, 600.0))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "avatar_cam.cli", "run", "--person", "demo", "--video",
-         str(single_face_mp4), "--loop", "--sink", "null", "--renderer", "warp",
-         "--virtual-mic", "--mic", f"file:{wav}", "--frames", "240"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    from avatar_cam.audio import pulse
-
-    t_end = time.monotonic() + 60
-    while not pulse.source_exists(SOURCE):
-        assert run.poll() is None, run.stderr.read() if run.stderr else ""
-        assert time.monotonic() < t_end, "the virtual microphone never appeared"
-        time.sleep(0.2)
-    listener = open_mic(f"device:{SOURCE}")
-    assert listener is not None
-    heard = np.concatenate([listener.read().samples for _ in range(100)])  # type: ignore[union-attr]
-    listener.close()
-    _, err = run.communicate(timeout=120)
-    assert run.returncode == 0, err[-2000:]
-    assert 'virtual microphone "avatar-cam microphone"' in err
-    assert not pulse.source_exists(SOURCE)  # unloaded at the end
-    loud = heard[np.abs(heard) > 1000]
-    assert len(loud) > RATE // 2 and abs(dominant_hz(heard[-RATE:]) - 600.0) < 10
+    with pytest.raises(ValueError):
+        speaker.play(tone(0.02))

@@ -4,7 +4,12 @@ and picture leave or play together.
 ``push`` chunks as they come; ``due(now)`` returns those whose ``t_capture + delay`` has
 come, in order. When the delay grows, sound waits; when it shrinks, the line catches up by
 dropping the chunks that would play later than the new delay allows (``dropped_ms``)
-instead of staying late for the rest of the call. Never more than ``max_ms`` is held.
+instead of staying late for the rest of the call: a chunk more than ``CATCH_UP_MS`` late
+is dropped, so of a backlog only its last ``CATCH_UP_MS`` plays. That holds whether the
+backlog is in the line (the delay shrank) or still in the microphone (a caller that read
+nothing for a while gets the old chunks one by one, each stamped with its capture time:
+each one dropped brings the next 20 ms nearer). Never more than ``max_ms`` is held
+(``overflow_ms`` counts the oldest dropped for that).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class DelayLine:
         while self.chunks and self.chunks[0].t_capture_ns + delay_ns <= now_ns:
             chunk = self.chunks.popleft()
             late_ms = (now_ns - chunk.t_capture_ns - delay_ns) / 1e6
-            if late_ms > CATCH_UP_MS and self.chunks:  # a newer chunk is due too: skip
+            if late_ms > CATCH_UP_MS:
                 self.dropped_ms += 1000 * len(chunk.samples) / RATE
                 continue
             out.append(chunk)

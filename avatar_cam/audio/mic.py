@@ -27,6 +27,7 @@ from . import pulse
 from .chunk import CHUNK, RATE, AudioChunk, AudioError
 
 MAX_FILE_BYTES = 2 << 30
+CHUNK_NS = CHUNK * 1_000_000_000 // RATE  # 20 ms
 
 
 class Microphone(Protocol):
@@ -133,13 +134,19 @@ def device_input(name: str | None) -> tuple[str, str]:
 
 class DeviceMic:
     """A sound input device: PulseAudio/PipeWire's source on Linux (``pulse.Record``),
-    FFmpeg's input device elsewhere. Chunks are stamped with the time they were read,
-    less their length (the device's own buffering is not known)."""
+    FFmpeg's input device elsewhere. It records from ``start`` (or the first ``read``).
+
+    Chunks are stamped by their count from the start of recording, never later than they
+    can have been captured (now less their length): a caller that reads late gets the
+    backlog stamped with its real age, so a delay line can drop it rather than keep it as
+    latency (stamping each chunk when it was read would hide it for the whole call)."""
 
     def __init__(self, name: str | None) -> None:
         self._pulse: pulse.Record | None = None
         self._blocks: Iterator[np.ndarray] | None = None
         self._container: av.container.InputContainer | None = None
+        self._t0: int | None = None
+        self._n = 0
         if sys.platform.startswith("linux"):
             self._pulse = pulse.Record(name)
             return
@@ -152,9 +159,14 @@ class DeviceMic:
         self._blocks = _chunks(self._container)
 
     def start(self, t0_ns: int | None = None) -> None:
-        pass  # a live device is stamped by the clock, not by t0
+        """Start recording (a live device is stamped by the clock, not by ``t0_ns``)."""
+        if self._t0 is None:
+            if self._pulse is not None:
+                self._pulse.start()
+            self._t0 = time.monotonic_ns()
 
     def read(self) -> AudioChunk | None:
+        self.start()
         if self._pulse is not None:
             block = self._pulse.read()
         else:
@@ -165,7 +177,13 @@ class DeviceMic:
                 block = None
         if block is None:
             return None
-        return AudioChunk(block, time.monotonic_ns() - CHUNK * 1_000_000_000 // RATE)
+        assert self._t0 is not None
+        latest = time.monotonic_ns() - CHUNK_NS
+        t = self._t0 + self._n * CHUNK_NS
+        if t > latest:  # the device runs ahead of the clock: follow the clock
+            self._t0, self._n, t = latest, 0, latest
+        self._n += 1
+        return AudioChunk(block, t)
 
     def close(self) -> None:
         if self._pulse is not None:

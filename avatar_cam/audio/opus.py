@@ -1,9 +1,16 @@
-"""Opus through PyAV's libopus: speech at a chosen bitrate, 20 ms frames.
+"""Opus through PyAV's libopus: speech at a chosen bitrate, 10 to 120 ms frames.
 
 ``OpusEncoder.encode`` gives the packets' bytes (what a landmark bundle carries);
 ``encode_packets`` gives ``av.Packet``s with their pts (aiortc sends a packet as it is on
 an RTP track, so the bitrate stays ours). ``OpusDecoder.decode`` checks what it is given:
-a packet from the network that is not Opus raises ValueError, for the caller to count.
+a packet from the network that is not Opus raises ValueError and is counted
+(``rejected``), for the caller to drop. ``conceal`` is libopus's own packet-loss
+concealment: PyAV has no call for it, but libopus conceals a frame that has a TOC byte and
+no payload (RFC 6716 3.2.1: a DTX or lost frame), and FFmpeg passes such a one-byte packet
+through as it is.
+
+Measured with this PyAV (18.1, its bundled libopus; ``application=voip``): frames of 10,
+20, 40, 60, 80, 100 and 120 ms all encode and decode.
 """
 
 from __future__ import annotations
@@ -16,13 +23,17 @@ import numpy as np
 from .chunk import CHUNK, RATE, check_samples
 
 TIME_BASE = fractions.Fraction(1, RATE)
-MAX_PACKET = 1275  # the largest Opus packet (RFC 6716)
+MAX_PACKET = 1275 * 3  # the largest Opus packet: 120 ms as code 3 (RFC 6716 3.4, R5)
+FRAME_MS = (10, 20, 40, 60, 80, 100, 120)
 
 
 class OpusEncoder:
     def __init__(self, bitrate: int = 16000, frame_ms: int = 20) -> None:
-        if frame_ms not in (10, 20, 40, 60):
-            raise ValueError(f"Opus frames are 10, 20, 40 or 60 ms, not {frame_ms}")
+        if frame_ms not in FRAME_MS:
+            raise ValueError(f"Opus frames are {', '.join(map(str, FRAME_MS))} ms, "
+                             f"not {frame_ms}")
+        if not 6000 <= bitrate <= 510000:
+            raise ValueError(f"Opus bitrates are 6000 to 510000 bit/s, not {bitrate}")
         self.codec = av.CodecContext.create("libopus", "w")
         self.codec.bit_rate = int(bitrate)
         self.codec.sample_rate = RATE
@@ -36,6 +47,8 @@ class OpusEncoder:
         self._pts0: int | None = None  # the first packet's pts (libopus starts before 0)
 
     def encode_packets(self, samples: np.ndarray) -> list[av.Packet]:
+        """Buffer ``samples``; every complete frame's packet, pts in 1/48000 s from the
+        first sample."""
         self._pending = np.concatenate([self._pending, check_samples(samples)])
         out: list[av.Packet] = []
         while len(self._pending) >= self.frame_samples:
@@ -64,21 +77,48 @@ class OpusDecoder:
         self.codec.sample_rate = RATE
         self.codec.layout = "mono"
         self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self.rejected = 0  # packets that were not Opus
+        self.concealed = 0  # frames made up by libopus's concealment
+        self._toc: int | None = None  # the last good packet's TOC byte
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """One Opus packet -> (n,) int16 at 48 kHz; ValueError if it is not one."""
-        if not isinstance(data, bytes) or not 1 <= len(data) <= MAX_PACKET:
-            raise ValueError("not an Opus packet (size)")
-        try:
-            frames = self.codec.decode(av.Packet(data))
-            pieces = [f.to_ndarray().reshape(-1) for frame in frames
-                      for f in self.resampler.resample(frame)]
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise ValueError(f"not an Opus packet: {exc}") from exc
+    def _run(self, data: bytes) -> np.ndarray:
+        frames = self.codec.decode(av.Packet(data))
+        pieces = [f.to_ndarray().reshape(-1) for frame in frames
+                  for f in self.resampler.resample(frame)]
         if not pieces:
-            raise ValueError("not an Opus packet (no samples)")
+            raise ValueError("no samples")
         return np.concatenate(pieces).astype(np.int16)
 
+    def decode(self, data: bytes) -> np.ndarray:
+        """One Opus packet -> (n,) int16 at 48 kHz; ValueError (counted) if it is not one."""
+        try:
+            if not isinstance(data, bytes) or not 1 <= len(data) <= MAX_PACKET:
+                raise ValueError(f"size {len(data) if isinstance(data, bytes) else '?'}")
+            out = self._run(data)
+            if len(out) > RATE * 120 // 1000:
+                raise ValueError(f"{len(out)} samples")
+        except (av.error.FFmpegError, ValueError) as exc:
+            self.rejected += 1
+            raise ValueError(f"not an Opus packet: {exc}") from exc
+        self._toc = data[0]
+        return out
+
     def conceal(self, samples: int = CHUNK) -> np.ndarray:
-        """What plays for a lost packet: silence (PyAV does not expose libopus's PLC)."""
-        return np.zeros(samples, np.int16)
+        """``samples`` of libopus's packet-loss concealment, for a lost packet: the last
+        sound carried on and faded out over consecutive losses. Silence before the first
+        packet (there is nothing to carry on)."""
+        if samples <= 0:
+            return np.zeros(0, np.int16)
+        if self._toc is None:
+            return np.zeros(samples, np.int16)
+        lost = bytes([self._toc & 0xFC])  # the same configuration, code 0, no payload
+        pieces: list[np.ndarray] = []
+        have = 0
+        try:
+            while have < samples:
+                pieces.append(self._run(lost))
+                have += len(pieces[-1])
+        except (av.error.FFmpegError, ValueError):
+            pieces.append(np.zeros(samples - have, np.int16))
+        self.concealed += 1
+        return np.concatenate(pieces)[:samples]

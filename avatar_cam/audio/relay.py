@@ -12,13 +12,18 @@ in a thread of its own (``Pipeline(voice=...)``) until the microphone ends.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .delay import DelayLine
 
+log = logging.getLogger(__name__)
+
 RECENT = 30  # frames whose latency is the voice's delay (1 s at 30 fps)
+HELD_KEPT = 3000  # chunks (a minute) whose hold-back the summary reports
 
 
 def recent_latency_ms(latencies_ms: Sequence[float]) -> float:
@@ -33,6 +38,8 @@ class VoiceRelay:
         self.delay = DelayLine(latency_ms)
         self.started = False
         self.chunks = 0
+        # per chunk, the last minute: written this long after it was captured
+        self.held_ms: deque[float] = deque(maxlen=HELD_KEPT)
 
     def pump(self) -> bool:
         """Move one chunk; False once the microphone has ended."""
@@ -43,11 +50,28 @@ class VoiceRelay:
         if chunk is None:
             return False
         self.delay.push(chunk)
-        for due in self.delay.due(time.monotonic_ns()):
+        now = time.monotonic_ns()
+        for due in self.delay.due(now):
             self.out.write(due.samples)
             self.chunks += 1
+            self.held_ms.append((now - due.t_capture_ns) / 1e6)
         return True
+
+    def summary(self) -> dict[str, float]:
+        """Chunks relayed; how long after capture they were written (the last minute's
+        median, least and most); sound dropped to catch up or to stay bounded."""
+        held = sorted(self.held_ms)
+        return {"chunks": self.chunks,
+                "held_p50_ms": held[len(held) // 2] if held else 0.0,
+                "held_min_ms": held[0] if held else 0.0,
+                "held_max_ms": held[-1] if held else 0.0,
+                "dropped_ms": self.delay.dropped_ms + self.delay.overflow_ms}
 
     def close(self) -> None:
         self.mic.close()
         self.out.close()
+        s = self.summary()
+        log.info("virtual microphone: %d chunks relayed, each %.0f ms after it was spoken "
+                 "(median; %.0f-%.0f), %.0f ms dropped to keep up with the picture",
+                 s["chunks"], s["held_p50_ms"], s["held_min_ms"], s["held_max_ms"],
+                 s["dropped_ms"])

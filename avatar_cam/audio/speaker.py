@@ -28,13 +28,23 @@ class Speaker(Protocol):
 
 
 class PulseSpeaker:
-    def __init__(self, device: str | None) -> None:
-        self._out = pulse.Play(device)
-        self.samples_played = 0
+    """The peer's voice into a PulseAudio/PipeWire sink (``pulse.Play``). ``underruns``
+    counts the times the feed left the server with nothing to play (a lower bound, from
+    the feed's own timing)."""
+
+    def __init__(self, device: str | None, latency_ms: int = 40) -> None:
+        self._out = pulse.Play(device, latency_ms=latency_ms)
 
     def play(self, samples: np.ndarray) -> None:
         self._out.write(check_samples(samples))
-        self.samples_played += len(samples)
+
+    @property
+    def samples_played(self) -> int:
+        return self._out.samples_written
+
+    @property
+    def underruns(self) -> int:
+        return self._out.underruns
 
     def close(self) -> None:
         self._out.close()
@@ -47,11 +57,13 @@ class RecordingSpeaker:
     def __init__(self) -> None:
         self.chunks: list[tuple[int, np.ndarray]] = []
         self.closed = False
+        self.samples_played = 0
 
     def play(self, samples: np.ndarray) -> None:
         if self.closed:
             raise ValueError("play() after close()")
         self.chunks.append((time.monotonic_ns(), check_samples(samples).copy()))
+        self.samples_played += len(samples)
 
     @property
     def duration_s(self) -> float:

@@ -53,11 +53,15 @@ class VirtualMic:
         except BaseException:
             self._unload()
             raise
-        self.samples_written = 0
 
     def write(self, samples: np.ndarray) -> None:
+        """Play ``samples`` into the virtual microphone (blocks while the server has no
+        room: a burst is held up here, not queued as latency; see ``pulse.Play``)."""
         self._out.write(check_samples(samples))
-        self.samples_written += len(samples)
+
+    @property
+    def samples_written(self) -> int:
+        return self._out.samples_written
 
     def _unload(self) -> None:
         for module in reversed(self.modules):
