@@ -46,9 +46,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "audio file played as the microphone) | none (default)")
     p.add_argument("--speaker", default="default", metavar="SPEC",
                    help="where the peer's voice plays: default | none (default)")
-    p.add_argument("--opus-kbps", type=int_in(6, 128, "Opus bitrate"), default=16,
-                   help="the voice's Opus bitrate in kbit/s (16: fine for speech on a bad "
-                        "connection)")
+    p.add_argument("--opus-kbps", type=int_in(6, 96, "Opus bitrate"),
+                   help="the voice's Opus bitrate in kbit/s (default: 12 with "
+                        "--landmarks-only, clear speech for a bad connection; 32 with video)")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -72,10 +72,10 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="with --listen: address to listen on (127.0.0.1; 0.0.0.0 for a LAN)")
     _common(p)
-    p.add_argument("--bundle-frames", type=int_in(1, 8, "frames per message"), default=3,
+    p.add_argument("--bundle-frames", type=int_in(1, 8, "frames per message"), default=4,
                    help="landmark-only: landmark frames (and the voice of that time) sent "
-                        "per message: fewer packets, fewer header bytes, ~33 ms more "
-                        "latency per extra frame (3)")
+                        "per message: fewer packets and header bytes, ~33 ms more latency "
+                        "per extra frame (4: a whole call under 32 kbit/s each way)")
     p.add_argument("--peer-renderer", choices=("auto", "neural", "warp"), default="auto",
                    help="landmark-only: draw the peer with their shared generator (neural), "
                         "the warp renderer, or the generator when it keeps --fps (auto)")

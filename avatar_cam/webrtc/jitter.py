@@ -66,6 +66,13 @@ class JitterBuffer:
         self._ease_start = 0.0
         self._was_ok = True
         self.delay_ms = self.config.delay_ms
+        self.floor_ms = 0.0  # least delay the messages' spacing needs (``cover``)
+
+    def cover(self, spacing_ms: float) -> None:
+        """The sender bundles frames: the first of a message waits for the last, so the
+        playout delay must reach past one message's spacing (plus the margin), or the
+        buffer extrapolates between messages."""
+        self.floor_ms = max(self.floor_ms, float(spacing_ms) + self.config.margin_ms)
 
     def __len__(self) -> int:
         return len(self._times)
@@ -111,7 +118,7 @@ class JitterBuffer:
         if len(self._transit) < 2:
             return
         spread = float(np.percentile(self._transit, 95)) - min(self._transit) + cfg.margin_ms
-        target = min(max(cfg.delay_ms, spread), cfg.max_delay_ms)
+        target = min(max(cfg.delay_ms, self.floor_ms, spread), cfg.max_delay_ms)
         step = 2.0 if target > self.delay_ms else 1.0  # ms per sample: grow fast, shrink slower
         self.delay_ms += float(np.clip(target - self.delay_ms, -step, step))
 

@@ -64,7 +64,7 @@ class LocalAvatar:
         self.video_tracks: set[AvatarVideoTrack] = set()
         self.voice: VoiceOut | None = None
         if mic is not None:
-            self.voice = VoiceOut(mic, opts.opus_kbps, self.send_latency_ms,
+            self.voice = VoiceOut(mic, opts.voice_kbps, self.send_latency_ms,
                                   self._landmark_t0, self._on_voice_frame)
         self._first: asyncio.Future[int] = self.loop.create_future()
 

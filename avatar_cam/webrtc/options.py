@@ -34,10 +34,18 @@ class PeerOptions:
     stamp: bool = False  # number frames in their corner (latency measurement)
     key_every: int = 6  # landmark KEY packet interval
     playout: PlayoutConfig = field(default_factory=PlayoutConfig)
-    opus_kbps: int = 16  # the voice's Opus bitrate (landmark mode; RTP voice too)
-    bundle_frames: int = 1  # landmark frames per data-channel message (voice rides along)
+    opus_kbps: int | None = None  # the voice's Opus bitrate; None: ``voice_kbps``
+    bundle_frames: int = 4  # landmark frames per data-channel message (voice rides along)
     loopback: bool = True  # also gather 127.0.0.1 candidates (same-machine calls)
     remote_renderer: str = "auto"  # landmark receiver: auto | neural | warp (remote_look)
+
+    @property
+    def voice_kbps(self) -> int:
+        """12 kbit/s in landmark-only calls: with 4 frames a message the whole call keeps
+        under 32 kbit/s on the wire each way (benchmarks/wire.py); 32 beside video."""
+        if self.opus_kbps is not None:
+            return self.opus_kbps
+        return 12 if self.landmarks_only else 32
 
     @property
     def mode(self) -> str:

@@ -216,6 +216,8 @@ class Peer:
             except BundleFormatError:
                 self.counts["bundle_malformed"] += 1
                 return
+            if len(bundle.landmarks) > 1:  # frames spaced a period apart, sent at once
+                self.landmark_rx.cover((len(bundle.landmarks) - 1) * 1000 / self.opts.fps)
             for packet in bundle.landmarks:
                 self.landmark_rx.push(packet)
             if self.playout is not None:

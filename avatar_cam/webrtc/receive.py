@@ -99,6 +99,11 @@ class LandmarkReceiver:
         with self._lock:
             return self.decoder.counts + self.buffer.counts
 
+    def cover(self, spacing_ms: float) -> None:
+        """See ``JitterBuffer.cover``: frames come bundled ``spacing_ms`` apart."""
+        with self._lock:
+            self.buffer.cover(spacing_ms)
+
     def push(self, data: bytes, now_ns: int | None = None) -> None:
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         with self._lock:
