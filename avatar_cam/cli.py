@@ -146,7 +146,8 @@ def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
         raise
     log.info('your voice goes to the virtual microphone "%s", in step with the avatar: '
              "pick it as the microphone in Zoom, Meet or Teams", DESCRIPTION)
-    return VoiceRelay(mic, out, lambda: recent_latency_ms(pipeline().stats.latencies_ms))
+    return VoiceRelay(mic, out, lambda: recent_latency_ms(pipeline().stats.latencies_ms),
+                      ready=lambda: bool(pipeline().stats.latencies_ms))
 
 
 def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> int:

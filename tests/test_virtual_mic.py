@@ -19,7 +19,9 @@ from test_audio import dominant_hz, rms, tone, write_wav
 
 from avatar_cam.audio import pulse
 from avatar_cam.audio.chunk import CHUNK, RATE, AudioError
+from avatar_cam.audio.delay import CATCH_UP_MS
 from avatar_cam.audio.mic import open_mic
+from avatar_cam.audio.relay import VoiceRelay
 from avatar_cam.audio.speaker import PulseSpeaker, open_speaker
 from avatar_cam.audio.virtual_mic import SINK, SOURCE, VirtualMic
 
@@ -55,7 +57,8 @@ def test_virtual_microphone_carries_what_is_written_and_unloads() -> None:
     before = modules()
     vmic = VirtualMic()
     try:
-        assert len(vmic.modules) == 2 and pulse.sink_exists(SINK)
+        loaded = list(vmic.modules)
+        assert len(loaded) == 2 and pulse.sink_exists(SINK)
         assert pulse.source_exists(SOURCE)  # `pactl list short sources` shows it
         assert "avatar-cam microphone" in pulse.pactl("list", "sources")  # what Zoom lists
         listener = open_mic(f"device:{SOURCE}")  # what a call app records
@@ -79,7 +82,11 @@ def test_virtual_microphone_carries_what_is_written_and_unloads() -> None:
     finally:
         vmic.close()
     assert not pulse.source_exists(SOURCE) and not pulse.sink_exists(SINK)
-    assert modules() == before  # exactly its two modules unloaded, nothing else
+    ids = {line.split("\t")[0] for line in modules()}
+    assert not ids & set(loaded)  # its two modules unloaded...
+    assert not any("avatar_cam" in line for line in modules())
+    kept = [line for line in before if "auto_null" not in line]  # (always-sink's churn)
+    assert all(line.split("\t")[0] in ids for line in kept)  # ...and nothing else
     assert abs(dominant_hz(heard) - 500.0) < 10 and rms(heard) > 0.5 * rms(x)
 
 
@@ -160,6 +167,35 @@ def test_no_sound_server_is_one_clear_line(tmp_path: Path,
 
 
 @pytest.mark.usefixtures("pulse_server")
+def test_voice_relay_holds_the_voice_back_by_the_live_latency(tmp_path: Path) -> None:
+    """A file microphone through the relay into the real virtual microphone: nothing
+    before the picture is ready, then each chunk handed over no sooner than the delay
+    of that moment and never more than CATCH_UP_MS after it; when the delay shrinks the
+    backlog is dropped; at the end of the file the line's tail still plays."""
+    mic = open_mic("file:" + str(write_wav(tmp_path / "v.wav", tone(1.0, 600.0))))
+    assert mic is not None
+    ready, delay = [False], [200.0]
+    relay = VoiceRelay(mic, VirtualMic(), lambda: delay[0], ready=lambda: ready[0])
+    held: list[tuple[float, float]] = []  # (delay of the moment, how long it was held)
+    try:
+        for _ in range(5):
+            assert relay.pump()
+        assert relay.chunks == 0 and not relay.started
+        ready[0] = True
+        while relay.pump():
+            held += [(delay[0], h) for h in list(relay.held_ms)[len(held):]]
+            if relay.chunks >= 10:
+                delay[0] = 20.0  # the picture got faster
+        held += [(delay[0], h) for h in list(relay.held_ms)[len(held):]]
+    finally:
+        relay.close()
+    assert all(d <= h <= d + CATCH_UP_MS + 1 for d, h in held), held
+    assert relay.delay.dropped_ms > 0  # the 180 ms it no longer needed, less CATCH_UP_MS
+    assert relay.chunks * 20 + relay.delay.dropped_ms == pytest.approx(1000)
+    assert relay.summary()["chunks"] == relay.chunks
+
+
+@pytest.mark.usefixtures("pulse_server")
 def test_run_virtual_mic_passes_the_voice_behind_the_picture(tmp_path: Path,
                                                             single_face_mp4: Path) -> None:
     """`avatar-cam run --virtual-mic --mic file:...` on a real clip: the virtual source
@@ -189,6 +225,7 @@ def test_run_virtual_mic_passes_the_voice_behind_the_picture(tmp_path: Path,
     assert said, err[-2000:]
     chunks, held_ms = int(said.group(1)), float(said.group(2))
     latency_ms = json.loads(stats.read_text())["latency_ms"]["p50"]
+    print(said.group(0) + err[said.end():].split("\n")[0])  # the run's own account
     print(f"voice held back {held_ms:.0f} ms (median) behind a picture latency p50 "
           f"{latency_ms:.0f} ms; {chunks} chunks relayed")
     assert chunks > 100  # the run lasts 8 s: 400 chunks at real time, less the start

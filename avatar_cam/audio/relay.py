@@ -7,7 +7,10 @@ that instant has reached the virtual camera: the latency the running pipeline me
 (capture to sink, median of the last frames), read again for every chunk.
 
 ``pump`` moves one chunk (it blocks until the microphone has one); the pipeline runs it
-in a thread of its own (``Pipeline(voice=...)``) until the microphone ends.
+in a thread of its own (``Pipeline(voice=...)``) until the microphone ends. With
+``ready``, the microphone starts only once the first picture has reached the sink: the
+sound of a pipeline still loading would only be dropped as late, or relayed without a
+delay to follow.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .chunk import CHUNK, RATE
 from .delay import DelayLine
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,9 @@ def recent_latency_ms(latencies_ms: Sequence[float]) -> float:
 
 
 class VoiceRelay:
-    def __init__(self, mic: Any, out: Any, latency_ms: Callable[[], float]) -> None:
-        self.mic, self.out = mic, out
+    def __init__(self, mic: Any, out: Any, latency_ms: Callable[[], float],
+                 ready: Callable[[], bool] | None = None) -> None:
+        self.mic, self.out, self.ready = mic, out, ready
         self.delay = DelayLine(latency_ms)
         self.started = False
         self.chunks = 0
@@ -42,20 +47,32 @@ class VoiceRelay:
         self.held_ms: deque[float] = deque(maxlen=HELD_KEPT)
 
     def pump(self) -> bool:
-        """Move one chunk; False once the microphone has ended."""
+        """Move one chunk; False once the microphone has ended. Before ``ready``, wait a
+        chunk's time instead."""
         if not self.started:
+            if self.ready is not None and not self.ready():
+                time.sleep(CHUNK / RATE)
+                return True
             self.mic.start(None)
             self.started = True
         chunk = self.mic.read()
-        if chunk is None:
+        if chunk is None:  # the microphone ended: what the line holds still plays
+            while self.delay.chunks:
+                if not self._write_due():
+                    time.sleep(0.005)
             return False
         self.delay.push(chunk)
-        now = time.monotonic_ns()
-        for due in self.delay.due(now):
-            self.out.write(due.samples)
-            self.chunks += 1
-            self.held_ms.append((now - due.t_capture_ns) / 1e6)
+        self._write_due()
         return True
+
+    def _write_due(self) -> int:
+        now = time.monotonic_ns()
+        due = self.delay.due(now)
+        for chunk in due:
+            self.out.write(chunk.samples)
+            self.chunks += 1
+            self.held_ms.append((now - chunk.t_capture_ns) / 1e6)
+        return len(due)
 
     def summary(self) -> dict[str, float]:
         """Chunks relayed; how long after capture they were written (the last minute's

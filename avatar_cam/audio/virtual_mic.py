@@ -50,6 +50,13 @@ class VirtualMic:
                     f"source_name={source}",
                     f"source_properties={label}").strip())
             self._out = pulse.Play(sink, latency_ms=20)
+            if self.modules:
+                # A new null sink sleeps in 2 s blocks until something wakes it: measured,
+                # pacat's first writes waited 1-2 s (and then 40 ms every other chunk).
+                # Suspended and resumed, it runs at the latency its stream asks for.
+                with contextlib.suppress(AudioError):
+                    pulse.pactl("suspend-sink", sink, "1")
+                    pulse.pactl("suspend-sink", sink, "0")
         except BaseException:
             self._unload()
             raise
