@@ -28,6 +28,7 @@ from .chunk import CHUNK, RATE, AudioChunk, AudioError
 
 MAX_FILE_BYTES = 2 << 30
 CHUNK_NS = CHUNK * 1_000_000_000 // RATE  # 20 ms
+FIRST_WAIT_NS = 2_000_000  # a first read that waits this long found no backlog
 
 
 class Microphone(Protocol):
@@ -136,10 +137,14 @@ class DeviceMic:
     """A sound input device: PulseAudio/PipeWire's source on Linux (``pulse.Record``),
     FFmpeg's input device elsewhere. It records from ``start`` (or the first ``read``).
 
-    Chunks are stamped by their count from the start of recording, never later than they
-    can have been captured (now less their length): a caller that reads late gets the
-    backlog stamped with its real age, so a delay line can drop it rather than keep it as
-    latency (stamping each chunk when it was read would hide it for the whole call)."""
+    Chunks are stamped by their count from the first one, never later than they can have
+    been captured (now less their length): a caller that reads late gets the backlog
+    stamped with its real age, so a delay line can drop it rather than keep it as
+    latency (stamping each chunk when it was read would hide it for the whole call). The
+    first chunk is stamped as just spoken if the read had to wait for it, else (sound
+    was waiting since ``start``) from ``start``: measured, the server delivers its first
+    sound some milliseconds after parec starts, so stamping from ``start`` alone made
+    every chunk look 5-15 ms older than it was."""
 
     def __init__(self, name: str | None) -> None:
         self._pulse: pulse.Record | None = None
@@ -167,6 +172,7 @@ class DeviceMic:
 
     def read(self) -> AudioChunk | None:
         self.start()
+        asked = time.monotonic_ns()
         if self._pulse is not None:
             block = self._pulse.read()
         else:
@@ -179,6 +185,8 @@ class DeviceMic:
             return None
         assert self._t0 is not None
         latest = time.monotonic_ns() - CHUNK_NS
+        if self._n == 0 and latest + CHUNK_NS - asked > FIRST_WAIT_NS:
+            self._t0 = latest  # the first chunk had to be waited for: it is just spoken
         t = self._t0 + self._n * CHUNK_NS
         if t > latest:  # the device runs ahead of the clock: follow the clock
             self._t0, self._n, t = latest, 0, latest
