@@ -39,16 +39,19 @@ def tool(name: str) -> str:
     return path
 
 
-def pactl(*args: str, timeout: float = 10.0) -> str:
+def pactl(*args: str, timeout: float = 10.0, fix: str = FIX) -> str:
     """Run ``pactl args``; its output, or AudioError with what it said."""
     try:
         done = subprocess.run([tool("pactl"), *args], capture_output=True, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise AudioError("the sound server does not answer (pactl timed out)", FIX) from exc
+        raise AudioError("the sound server does not answer (pactl timed out)", fix) from exc
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
-        raise AudioError(f"pactl {args[0]}: {said[-1] if said else 'failed'}", FIX)
+        last = said[-1] if said else "failed"
+        if args[:1] == ("info",):
+            raise AudioError(f"no sound server (PulseAudio or PipeWire) answers: {last}", fix)
+        raise AudioError(f"pactl {args[0]}: {last}", fix)
     return done.stdout
 
 

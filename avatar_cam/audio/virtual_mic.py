@@ -33,6 +33,9 @@ class VirtualMic:
             raise AudioError(f"--virtual-mic needs PulseAudio or PipeWire (Linux), not "
                              f"{sys.platform}",
                              "use VB-CABLE (Windows) or BlackHole (macOS): see the README")
+        pulse.pactl("info", fix="start PulseAudio or PipeWire (pulseaudio --start; Debian: "
+                    "apt-get install pulseaudio pulseaudio-utils), or run without "
+                    "--virtual-mic")
         self.sink, self.source = sink, source
         self.modules: list[str] = []
         # Module arguments quote the whole value, proplists quote the string inside it.
