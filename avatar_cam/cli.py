@@ -131,7 +131,7 @@ def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
     if not getattr(args, "virtual_mic", False):
         return None
     from .audio.mic import open_mic
-    from .audio.relay import VoiceRelay, recent_latency_ms
+    from .audio.relay import VoiceRelay
     from .audio.virtual_mic import DESCRIPTION, VirtualMic
     from .errors import AvatarCamError
 
@@ -146,7 +146,7 @@ def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
         raise
     log.info('your voice goes to the virtual microphone "%s", in step with the avatar: '
              "pick it as the microphone in Zoom, Meet or Teams", DESCRIPTION)
-    return VoiceRelay(mic, out, lambda: recent_latency_ms(pipeline().stats.latencies_ms),
+    return VoiceRelay(mic, out, lambda: pipeline().stats.recent_latency_ms(),
                       ready=lambda: bool(pipeline().stats.latencies_ms))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -125,6 +125,16 @@ class _Driven:
     placement: Placement | None = None
 
 
+RECENT_FRAMES = 30  # frames whose median is the live latency (1 s at 30 fps)
+
+
+def median_ms(values: Iterable[float]) -> float:
+    """The median of ``values``, 0 when there are none: the one rule for the live
+    latencies that voice is held back by (pipeline, video tracks, receivers)."""
+    ordered = sorted(values)
+    return float(ordered[len(ordered) // 2]) if ordered else 0.0
+
+
 @dataclass
 class Stats:
     """Counters and timings of one run; ``summary()`` is what --stats-json writes."""
@@ -138,6 +148,10 @@ class Stats:
     latencies_ms: list[float] = field(default_factory=list)
     stages: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def recent_latency_ms(self) -> float:
+        """Capture-to-sink latency now: the median of the last RECENT_FRAMES frames."""
+        return median_ms(self.latencies_ms[-RECENT_FRAMES:])
 
     def add_timings(self, timings: dict[str, float]) -> None:
         for name, ms in timings.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from .chunk import CHUNK, RATE
@@ -26,14 +26,7 @@ from .delay import DelayLine
 
 log = logging.getLogger(__name__)
 
-RECENT = 30  # frames whose latency is the voice's delay (1 s at 30 fps)
 HELD_KEPT = 3000  # chunks (a minute) whose hold-back the summary reports
-
-
-def recent_latency_ms(latencies_ms: Sequence[float]) -> float:
-    """Median of the last RECENT latencies (0 before the first frame)."""
-    recent = sorted(latencies_ms[-RECENT:])
-    return float(recent[len(recent) // 2]) if recent else 0.0
 
 
 class VoiceRelay:

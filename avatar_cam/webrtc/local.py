@@ -16,7 +16,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from ..person import Person
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, median_ms
 from ..types import AvatarFrame
 from .basis import BASIS_FILE, ExpressionBasis
 from .bundle import Bundler
@@ -114,10 +114,8 @@ class LocalAvatar:
     def send_latency_ms(self) -> float:
         """How long after its capture the picture leaves: capture to the video encoder
         (median of the tracks' last frames), or the pipeline's latency (landmarks)."""
-        recent = sorted(x for track in list(self.video_tracks) for x in track.latencies_ms)
-        if recent:
-            return float(recent[len(recent) // 2])
-        return self.latency_p50_ms()
+        recent = [x for track in list(self.video_tracks) for x in track.latencies_ms]
+        return median_ms(recent) if recent else self.latency_p50_ms()
 
     def _landmark_t0(self) -> int | None:
         return self.encoder.t0_ms if self.encoder is not None else None
@@ -162,5 +160,4 @@ class LocalAvatar:
         return out
 
     def latency_p50_ms(self) -> float:
-        recent = self.pipeline.stats.latencies_ms[-30:]
-        return float(sorted(recent)[len(recent) // 2]) if recent else 0.0
+        return self.pipeline.stats.recent_latency_ms()

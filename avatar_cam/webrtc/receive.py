@@ -28,7 +28,7 @@ from ..compose import Compositor, make_layout
 from ..framing import Framer, Placement
 from ..live import LiveOptions, label_for
 from ..pacing import Clock, Pacer, Sleep
-from ..pipeline import Pipeline, SourceEndedError
+from ..pipeline import RECENT_FRAMES, Pipeline, SourceEndedError, median_ms
 from ..raster import rasterize
 from ..types import AvatarFrame, Frame, Landmarks
 from .basis import ExpressionBasis
@@ -50,12 +50,11 @@ class VideoReceiver:
         self.frames = 0
         self.first_size: tuple[int, int] | None = None
         self.arrivals: list[tuple[int | None, int]] = []  # (stamp, arrival ns), stamped runs
-        self.deliver_ms: deque[float] = deque(maxlen=30)  # decoded -> in the sink
+        self.deliver_ms: deque[float] = deque(maxlen=RECENT_FRAMES)  # decoded -> in the sink
 
     def delivery_ms(self) -> float:
         """What the local video path adds after a frame is decoded (median, live)."""
-        recent = sorted(self.deliver_ms)
-        return recent[len(recent) // 2] if recent else 0.0
+        return median_ms(self.deliver_ms)
 
     async def run(self) -> None:
         """Until the track ends."""

@@ -27,6 +27,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 
 from ..framing import Placement
+from ..pipeline import RECENT_FRAMES
 from ..types import AvatarFrame, Landmarks
 from .codec import LandmarkEncoder
 
@@ -147,7 +148,8 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._last_sent = 0.0
         self._blank: np.ndarray = np.zeros((size[1], size[0], 3), np.uint8)
         self.frames_sent = 0
-        self.latencies_ms: deque[float] = deque(maxlen=30)  # capture -> handed to the encoder
+        # capture -> handed to the encoder, of the last frames
+        self.latencies_ms: deque[float] = deque(maxlen=RECENT_FRAMES)
 
     async def recv(self) -> av.VideoFrame:
         now = time.monotonic()
