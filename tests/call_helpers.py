@@ -59,6 +59,15 @@ async def _call(a: Any, b: Any, seconds: float, until: Any = None) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _hang_up(peers: tuple[Any, ...], locals_: tuple[Any, ...], runs: Any) -> None:
+    """End a test call: close the peers, stop the local avatars, wait for their runs."""
+    for peer in peers:
+        await peer.close()
+    for local in locals_:
+        local.stop()
+    await asyncio.gather(*runs)
+
+
 def _setup_loop() -> None:
     from avatar_cam.webrtc.peer import configure_loop
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from call_helpers import RecordingSink, _call, _local, _setup_loop
+from call_helpers import RecordingSink, _call, _hang_up, _local, _setup_loop
 
 from avatar_cam.audio.chunk import RATE
 from avatar_cam.audio.mic import open_mic
@@ -63,11 +63,7 @@ async def _voice_call(person: Person, tmp_path: Path, opts: Any,
         await _call(a, b, 30.0, lambda: min(spa.duration_s, spb.duration_s) >= 2.0)
         return {"a": spa, "b": spb, "stats_a": a.stats(), "stats_b": b.stats()}
     finally:
-        await a.close()
-        await b.close()
-        la.stop()
-        lb.stop()
-        await asyncio.gather(*runs)
+        await _hang_up((a, b), (la, lb), runs)
 
 
 def _check_heard(got: dict[str, Any]) -> None:
@@ -122,11 +118,7 @@ def test_a_peer_that_sends_no_voice_is_a_silent_call_not_an_error(person: Person
             await _call(a, b, 20.0, lambda: spb.duration_s >= 1.0 and sa.count > 30)
             return spa, spb, a.stats()
         finally:
-            await a.close()
-            await b.close()
-            la.stop()
-            lb.stop()
-            await asyncio.gather(*runs)
+            await _hang_up((a, b), (la, lb), runs)
 
     spa, spb, stats_a = asyncio.run(main())
     assert spb.duration_s >= 1.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from call_helpers import OUT, RecordingSink, _call, _local, _setup_loop
+from call_helpers import OUT, RecordingSink, _call, _hang_up, _local, _setup_loop
 from honesty_checks import label_visible
 
 from avatar_cam import live
@@ -65,11 +65,7 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
                     "buffers": buffers,
                     "size": a.video_rx.first_size, "stamped": len(a.video_rx.arrivals)}
         finally:
-            await a.close()
-            await b.close()
-            la.stop()
-            lb.stop()
-            await asyncio.gather(*runs)
+            await _hang_up((a, b), (la, lb), runs)
 
     r = asyncio.run(main())
     assert r["a"]["frames_received"] >= 45 and r["b"]["frames_received"] >= 45
@@ -114,11 +110,7 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
                     "sent": dict(lb.encoder.recent), "bundles": lb.bundles(),
                     "person_a": a.remote_person, "counts": dict(lb.counts)}
         finally:
-            await a.close()
-            await b.close()
-            la.stop()
-            lb.stop()
-            await asyncio.gather(*runs)
+            await _hang_up((a, b), (la, lb), runs)
 
     first = asyncio.run(session(share=True, seconds=90.0))
     model_digest = next(x.manifest.digest for x in first["bundles"] if x.manifest.kind == "model")
