@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import av
 import numpy as np
 
 from ..errors import AvatarCamError
@@ -30,3 +31,16 @@ def check_samples(samples: object) -> np.ndarray:
         dtype = getattr(samples, "dtype", type(samples).__name__)
         raise ValueError(f"audio must be (n,) int16 mono at {RATE} Hz, got {dtype} {shape}")
     return samples
+
+
+class MonoResampler:
+    """Decoded sound of any rate, layout and sample format -> (n,) int16 mono at RATE:
+    the one conversion every decoder here (files, devices, Opus, RTP voice) goes
+    through. It keeps the resampler's state between frames of one stream."""
+
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+
+    def __call__(self, frame: av.AudioFrame | None) -> np.ndarray:
+        parts = [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
+        return np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, np.int16)

@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from . import pulse
-from .chunk import CHUNK, RATE, AudioChunk, AudioError
+from .chunk import CHUNK, RATE, AudioChunk, AudioError, MonoResampler
 
 MAX_FILE_BYTES = 2 << 30
 CHUNK_NS = CHUNK * 1_000_000_000 // RATE  # 20 ms
@@ -39,14 +39,13 @@ class Microphone(Protocol):
 
 def _chunks(container: av.container.InputContainer) -> Iterator[np.ndarray]:
     """The container's first audio stream as 48 kHz mono int16 blocks of CHUNK samples."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    resample = MonoResampler()
     pending = np.zeros(0, np.int16)
     for frame in container.decode(audio=0):
-        for out in resampler.resample(frame):
-            pending = np.concatenate([pending, out.to_ndarray().reshape(-1).astype(np.int16)])
-            while len(pending) >= CHUNK:
-                yield pending[:CHUNK]
-                pending = pending[CHUNK:]
+        pending = np.concatenate([pending, resample(frame)])
+        while len(pending) >= CHUNK:
+            yield pending[:CHUNK]
+            pending = pending[CHUNK:]
     if len(pending):
         yield np.concatenate([pending, np.zeros(CHUNK - len(pending), np.int16)])
 

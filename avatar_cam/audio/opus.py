@@ -22,7 +22,7 @@ import fractions
 import av
 import numpy as np
 
-from .chunk import CHUNK, RATE, check_samples
+from .chunk import CHUNK, RATE, MonoResampler, check_samples
 
 TIME_BASE = fractions.Fraction(1, RATE)
 MAX_PACKET = 1275 * 3  # the largest Opus packet: 120 ms as code 3 (RFC 6716 3.4, R5)
@@ -78,18 +78,18 @@ class OpusDecoder:
         self.codec = av.CodecContext.create("libopus", "r")
         self.codec.sample_rate = RATE
         self.codec.layout = "mono"
-        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self.resample = MonoResampler()
         self.rejected = 0  # packets that were not Opus
         self.concealed = 0  # frames made up by libopus's concealment
         self._toc: int | None = None  # the last good packet's TOC byte
 
     def _run(self, data: bytes) -> np.ndarray:
         frames = self.codec.decode(av.Packet(data))
-        pieces = [f.to_ndarray().reshape(-1) for frame in frames
-                  for f in self.resampler.resample(frame)]
-        if not pieces:
+        samples = np.concatenate([self.resample(frame) for frame in frames] or
+                                 [np.zeros(0, np.int16)])
+        if not len(samples):
             raise ValueError("no samples")
-        return np.concatenate(pieces).astype(np.int16)
+        return samples
 
     def decode(self, data: bytes) -> np.ndarray:
         """One Opus packet -> (n,) int16 at 48 kHz; ValueError (counted) if it is not one."""

@@ -33,7 +33,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from ..audio.chunk import CHUNK, RATE, AudioChunk
+from ..audio.chunk import CHUNK, RATE, AudioChunk, MonoResampler
 from ..audio.delay import DelayLine
 from ..audio.opus import OpusDecoder, OpusEncoder
 from .options import workers
@@ -151,20 +151,6 @@ class VoiceOut:
             self.counts["voice_frames"] += 1
 
 
-def mono_int16(frame: av.AudioFrame) -> np.ndarray:
-    """A decoded frame (any layout, s16 or float) -> int16 mono at its own rate."""
-    data = frame.to_ndarray()
-    fmt = frame.format.name
-    if frame.format.is_planar:
-        data = data.astype(np.float32).mean(axis=0)
-    else:
-        channels = len(frame.layout.channels)
-        data = data.reshape(-1, channels).astype(np.float32).mean(axis=1)
-    if fmt.startswith("flt") or fmt.startswith("dbl"):
-        data = data * 32767.0
-    return np.clip(np.rint(data), -32768, 32767).astype(np.int16)
-
-
 class VoiceIn:
     """A peer's RTP voice track -> the outputs, held back by what the local video path
     adds (``video_extra_ms``: decode and hand-off to the sink, measured live) less what
@@ -178,7 +164,7 @@ class VoiceIn:
         self.video_extra_ms = video_extra_ms
         self.packet_ms = float(CHUNK_MS)
         self.delay = DelayLine(self.extra_ms)
-        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self.resample = MonoResampler()
         self.counts: Counter[str] = Counter()
 
     async def run(self) -> None:
@@ -191,8 +177,9 @@ class VoiceIn:
             self.counts["frames_in"] += 1
             if isinstance(frame, av.AudioFrame) and frame.sample_rate:
                 self.packet_ms = 1000 * frame.samples / frame.sample_rate
-            for out in self.resampler.resample(frame):  # type: ignore[arg-type]
-                self.delay.push(AudioChunk(mono_int16(out), now))
+            samples = self.resample(frame)  # type: ignore[arg-type]
+            if len(samples):
+                self.delay.push(AudioChunk(samples, now))
             for chunk in self.delay.due(now):
                 await play(self.outputs, chunk.samples, self.counts)
 
