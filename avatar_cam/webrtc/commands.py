@@ -49,6 +49,21 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opus-kbps", type=int_in(6, 96, "Opus bitrate"),
                    help="the voice's Opus bitrate in kbit/s (default: 12 with "
                         "--landmarks-only, clear speech for a bad connection; 32 with video)")
+    net = p.add_argument_group("networks", "across NATs and firewalls (default: host "
+                               "candidates only, i.e. one machine or one LAN)")
+    net.add_argument("--stun", metavar="URL",
+                     help="a STUN server, e.g. stun:stun.example.org:3478 (gets through most "
+                          "home routers)")
+    net.add_argument("--turn", metavar="URL",
+                     help="a TURN server that relays the call when nothing else gets through, "
+                          "e.g. turn:turn.example.org:3478 (?transport=tcp, or turns:, for "
+                          "networks that block UDP)")
+    net.add_argument("--turn-user", metavar="USER", help="the TURN server's user name")
+    net.add_argument("--turn-pass", metavar="PASSWORD",
+                     help="the TURN server's password (or set AVATAR_CAM_TURN_PASS)")
+    net.add_argument("--relay-only", action="store_true",
+                     help="use only relay candidates: the media always goes through the TURN "
+                          "server and the peers never see each other's addresses")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -91,10 +106,20 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _ice(args: argparse.Namespace) -> Any:
+    import os
+
+    from .ice import IceServers
+
+    return IceServers(stun=args.stun, turn=args.turn, turn_user=args.turn_user,
+                      turn_pass=args.turn_pass or os.environ.get("AVATAR_CAM_TURN_PASS"),
+                      relay_only=args.relay_only)
+
+
 def _options(args: argparse.Namespace) -> Any:
     from .peer import PeerOptions
 
-    return PeerOptions(landmarks_only=args.landmarks_only,
+    return PeerOptions(ice=_ice(args), landmarks_only=args.landmarks_only,
                        share_model=bool(getattr(args, "share_model", False)),
                        fps=args.fps, out_size=args.size, resolution=args.resolution,
                        codec=args.codec, opus_kbps=args.opus_kbps,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import AvatarCamError
+from .ice import IceServers
 from .jitter import PlayoutConfig
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class PeerOptions:
     bundle_frames: int = 4  # landmark frames per data-channel message (voice rides along)
     loopback: bool = True  # also gather 127.0.0.1 candidates (same-machine calls)
     remote_renderer: str = "auto"  # landmark receiver: auto | neural | warp (remote_look)
+    ice: IceServers = field(default_factory=IceServers)  # STUN/TURN (ice.py)
 
     @property
     def voice_kbps(self) -> int:

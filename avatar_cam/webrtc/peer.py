@@ -1,6 +1,7 @@
 """One end of a WebRTC connection: the local avatar out, the remote one in.
 
-``Peer`` wraps one RTCPeerConnection (host ICE candidates only: no STUN server) and
+``Peer`` wraps one RTCPeerConnection (host ICE candidates, plus STUN/TURN ones if
+``opts.ice`` names servers) and
 sends a ``LocalAvatar`` (``local``), if it has one. In video mode it sends a track and
 passes the remote track to a sink. In landmark-only mode it opens two data channels:
 "landmarks" (unordered, maxRetransmits 0) and "model" (reliable), on which the landmark
@@ -21,7 +22,6 @@ from collections import Counter
 from typing import Any
 
 from aiortc import (
-    RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
@@ -69,7 +69,7 @@ class Peer:
         self.playout: VoicePlayout | None = None
         self.mic_track: MicTrack | None = None
         self.bundles = True  # the peer is avatar-cam (reads bundles), not a browser page
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(opts.ice.configuration())
         self.counts: Counter[str] = Counter()
         self.video_rx: VideoReceiver | None = None
         self.landmark_rx: LandmarkReceiver | None = None
