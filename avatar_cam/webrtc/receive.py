@@ -49,7 +49,8 @@ class VideoReceiver:
         self.read_stamps = read_stamps
         self.frames = 0
         self.first_size: tuple[int, int] | None = None
-        self.arrivals: list[tuple[int | None, int]] = []  # (stamp, arrival ns), stamped runs
+        # (stamp, arrival ns) of the last 4096 frames of a stamped run
+        self.arrivals: deque[tuple[int | None, int]] = deque(maxlen=4096)
         self.deliver_ms: deque[float] = deque(maxlen=RECENT_FRAMES)  # decoded -> in the sink
 
     def delivery_ms(self) -> float:
@@ -67,7 +68,7 @@ class VideoReceiver:
                 return
             arrived = time.monotonic_ns()
             image = await workers().run(self._deliver, frame, arrived)
-            if self.read_stamps and len(self.arrivals) < 100_000:
+            if self.read_stamps:
                 self.arrivals.append((read_stamp(image), arrived))
 
     def _deliver(self, frame: object, arrived: int) -> np.ndarray:
