@@ -16,6 +16,12 @@ drops media datagrams only (DTLS application data, SRTP, SRTCP: what carries the
 never STUN or the handshake, so every run connects alike) at random with a seeded
 generator per direction; dropped datagrams were sent, so they count as sent, and as dropped.
 
+Faults of a bad link (``_faulty_link``: outages, burst and random loss, delay and jitter,
+reordering; seeded, counted per direction) come on with ``set_faults``, e.g. once the call
+is up: a datagram that survives them is handed on after its drawn delay. ``dropped``
+counts every datagram not handed on, by kind; ``forwarded`` those handed on; the faults'
+own counts are in each direction's snapshot under ``faults``.
+
 The relay closes itself after ``lifetime_s`` whatever happens, and on ``close()``.
 """
 
@@ -24,9 +30,15 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests): its sibling
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _faulty_link import Faults, FaultyWay, Outages  # noqa: E402
 
 IP_UDP_HEADER = 20 + 8  # IPv4 without options + UDP
 HOST = "127.0.0.1"
@@ -66,26 +78,35 @@ class Direction:
     octets: Counter[str] = field(default_factory=Counter)  # on the wire, headers included
     dropped: Counter[str] = field(default_factory=Counter)
     forwarded: int = 0  # datagrams handed on
+    link: FaultyWay = field(default_factory=FaultyWay)  # a bad link's faults (none: clean)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def count(self, payload: bytes) -> bool:
-        """Count one datagram; True if it is to be forwarded."""
+    def count(self, payload: bytes, now_s: float = 0.0) -> tuple[int, float] | None:
+        """Count one datagram: None if it is dropped, else (its index on the link, the
+        seconds to hold it before handing it on; ``sent(index)`` counts it then)."""
         kind = kind_of(payload)
         self.packets[kind] += 1
         self.octets[kind] += len(payload) + IP_UDP_HEADER
         if self.loss > 0 and kind in MEDIA and self._rng.random() < self.loss:
             self.dropped[kind] += 1
-            return False
+            return None
+        decision = self.link.decide(now_s, kind in MEDIA)
+        if decision is None:
+            self.dropped[kind] += 1
+        return decision
+
+    def sent(self, index: int) -> None:
         self.forwarded += 1
-        return True
+        self.link.handed_on(index)
 
     def snapshot(self) -> dict[str, Any]:
         return {"packets": dict(self.packets), "bytes": dict(self.octets),
                 "dropped": dict(self.dropped), "forwarded": self.forwarded,
                 "total_packets": sum(self.packets.values()),
-                "total_bytes": sum(self.octets.values())}
+                "total_bytes": sum(self.octets.values()),
+                "faults": dict(self.link.counts)}
 
 
 def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +118,8 @@ def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
                     if after[key].get(k, 0) - before[key].get(k, 0)}
     for key in ("forwarded", "total_packets", "total_bytes"):
         out[key] = after[key] - before[key]
+    b, a = before.get("faults", {}), after.get("faults", {})
+    out["faults"] = {k: a.get(k, 0) - b.get(k, 0) for k in a if a.get(k, 0) - b.get(k, 0)}
     return out
 
 
@@ -116,8 +139,8 @@ class Relay:
     """Stands between peers A (the offerer) and B; ``await Relay.open(...)`` to make one."""
 
     def __init__(self, loss_ab: float = 0.0, loss_ba: float = 0.0, seed: int = 1) -> None:
-        self.ab = Direction("a->b", loss_ab, seed)
-        self.ba = Direction("b->a", loss_ba, seed + 1)
+        self.ab = Direction("a->b", loss_ab, seed, link=FaultyWay(seed=seed + 100))
+        self.ba = Direction("b->a", loss_ba, seed + 1, link=FaultyWay(seed=seed + 101))
         self.real: dict[str, tuple[str, int] | None] = {"a": None, "b": None}
         self.strays = 0  # datagrams from an address that is not the peer's, not forwarded
         self._ra: _Endpoint | None = None  # stands for A (B sends here)
@@ -177,8 +200,30 @@ class Relay:
         if addr != self.real[side] or other is None or out is None or out.transport is None:
             self.strays += 1
             return
-        if way.count(data):
+        loop = asyncio.get_running_loop()
+        decision = way.count(data, loop.time())
+        if decision is None:
+            return
+        index, delay = decision
+        if delay <= 0:
             out.transport.sendto(data, other)
+            way.sent(index)
+        else:
+            loop.call_later(delay, self._late, data, other, way, out, index)
+
+    @staticmethod
+    def _late(data: bytes, to: tuple[str, int], way: Direction, out: _Endpoint,
+              index: int) -> None:
+        if out.transport is None or out.transport.is_closing():
+            return  # the relay closed while it was held
+        out.transport.sendto(data, to)
+        way.sent(index)
+
+    def set_faults(self, ab: Faults, ba: Faults, outages: Outages | None = None) -> None:
+        """A bad link from now on: ``ab``/``ba`` each way (seeded streams, counts kept),
+        ``outages`` (on the event loop's clock, ``loop.time()``) both ways."""
+        self.ab.link.faults, self.ba.link.faults = ab, ba
+        self.ab.link.outages = self.ba.link.outages = outages
 
     def set_loss(self, loss_ab: float, loss_ba: float) -> None:
         """Change the loss each way from now on (e.g. once the call is set up)."""
