@@ -66,7 +66,8 @@ async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
     await server.start()
     assert CHROMIUM is not None
     browser = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, *flags, f"--user-data-dir={profile}", server.url + query,
+        CHROMIUM, *FLAGS, *flags, f"--user-data-dir={profile}",
+        server.url + query.replace("?", "&"),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     reports: list[dict[str, Any]] = []
     try:

@@ -92,12 +92,12 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
 
     cache_a, cache_b = tmp_path / "cache-a", tmp_path / "cache-b"
 
-    async def session(share: bool, seconds: float) -> dict[str, Any]:
+    async def session(keep: bool, seconds: float) -> dict[str, Any]:
         _setup_loop()
         oa = PeerOptions(landmarks_only=True, share_model=False, out_size=OUT, resolution=256,
                          cache_root=cache_a)
-        ob = PeerOptions(landmarks_only=True, share_model=share, out_size=OUT, resolution=256,
-                         cache_root=cache_b)
+        ob = PeerOptions(landmarks_only=True, share_model=True, share_keep=keep, out_size=OUT,
+                         resolution=256, cache_root=cache_b)
         la, lb = _local(person, oa, basis), _local(person, ob, basis)
         runs = [asyncio.ensure_future(x.run()) for x in (la, lb)]
         sa, sb = RecordingSink(), RecordingSink()
@@ -106,22 +106,29 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
             await _call(a, b, seconds, lambda: a.remote_person is not None)
             await asyncio.sleep(1.5)  # frames with the faces
             known = dict(a.landmark_rx.decoder._known) if a.landmark_rx else {}
+            held = a.remote_person.folder if a.remote_person is not None else None
+            files = {p.relative_to(held).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                     for p in held.rglob("*") if p.is_file()} if held is not None else {}
             return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "known": known,
                     "sent": dict(lb.encoder.recent), "bundles": lb.bundles(),
-                    "person_a": a.remote_person, "counts": dict(lb.counts)}
+                    "person_a": a.remote_person, "counts": dict(lb.counts), "files": files,
+                    "fingerprint": model_fingerprint(held) if held is not None else None}
         finally:
             await _hang_up((a, b), (la, lb), runs)
 
-    first = asyncio.run(session(share=True, seconds=90.0))
-    model_digest = next(x.manifest.digest for x in first["bundles"] if x.manifest.kind == "model")
-    assert first["a"]["remote_model"] == model_digest
+    first = asyncio.run(session(keep=False, seconds=90.0))
+    model = next(x.manifest for x in first["bundles"] if x.manifest.kind == "model")
+    assert first["a"]["remote_model"] == model.digest
     assert first["a"]["model_received"] == 1 and first["a"]["basis_received"] == 1
-    folder = cache_a / model_digest / person.name
-    for f in next(x.manifest for x in first["bundles"] if x.manifest.kind == "model").files:
-        assert hashlib.sha256((folder / f.name).read_bytes()).hexdigest() == f.sha256
-    assert first["person_a"] is not None and first["person_a"].folder == folder
+    # Held for the call only: in a folder of its own under the cache root...
+    held = first["person_a"].folder
+    assert held.is_relative_to(cache_a) and held.parent.parent.name.startswith(".call-")
+    assert first["files"] == {f.name: f.sha256 for f in model.files}
     assert first["person_a"].owner is not None  # the owner's signature checked on arrival
     assert first["a"]["remote_owner"] == person.owner.describe()
+    # ...and gone at hang-up: not a file of it (nor of the basis) is left on disk.
+    assert not held.exists()
+    assert [p for p in cache_a.rglob("*") if p.is_file()] == []
     assert first["b"]["remote_model"] is None  # a did not share: b sees a's sketch
     assert first["sa"].count >= 40 and first["sb"].count >= 40
     assert np.mean(first["sb"].last[-1].image < 10) > 0.5
@@ -144,11 +151,22 @@ def test_landmark_call_model_exchange_and_cache(person: Person, basis: Expressio
     assert owner_label is not None and person.owner.name[:10] in owner_label.text
     assert label_visible(end[-1], owner_label)
     mark = detect(end)
-    assert mark.found and mark.fingerprint == model_fingerprint(folder)
-    # A second call: the model is cached by hash, nothing crosses again.
-    second = asyncio.run(session(share=True, seconds=90.0))
-    assert second["a"].get("model_from_cache") == 1 and second["a"].get("basis_from_cache") == 1
-    assert "model_received" not in second["a"]
+    assert mark.found and mark.fingerprint == first["fingerprint"]
+    # The owner lets us keep it (--share-model keep): it crosses again and stays, cached
+    # by hash, with the permission and the owner's signature recorded beside it.
+    second = asyncio.run(session(keep=True, seconds=90.0))
+    assert second["a"].get("model_received") == 1
+    folder = cache_a / model.digest / person.name
+    assert second["person_a"].folder == folder
+    for f in model.files:
+        assert hashlib.sha256((folder / f.name).read_bytes()).hexdigest() == f.sha256
+    kept = json.loads((cache_a / model.digest / "kept.json").read_text())
+    assert kept["owner"] == person.owner.describe()
+    assert kept["signature"] == json.loads((folder / "signature.json").read_text())
+    # A third call finds it in the cache: nothing crosses again.
+    third = asyncio.run(session(keep=True, seconds=90.0))
+    assert third["a"].get("model_from_cache") == 1 and third["a"].get("basis_from_cache") == 1
+    assert "model_received" not in third["a"]
 
 
 def test_landmark_call_without_shared_model_renders_the_sketch(person: Person,
@@ -190,14 +208,14 @@ def test_call_mode_mismatch_is_refused_with_a_fix(person: Person, basis: Express
     async def main() -> str:
         _setup_loop()
         video, marks = PeerOptions(out_size=OUT), PeerOptions(landmarks_only=True, out_size=OUT)
-        ready: asyncio.Future[int] = asyncio.Future()
+        ready: asyncio.Future[str] = asyncio.Future()
         la = _local(person, video)
         lb = _local(person, marks, basis)
         listener = asyncio.ensure_future(
             listen(la, video, RecordingSink(), "127.0.0.1", 0, Until(duration_s=1), ready=ready))
-        port = await ready
+        invitation = await ready
         try:
-            await connect(lb, marks, RecordingSink(), f"http://127.0.0.1:{port}", Until(1))
+            await connect(lb, marks, RecordingSink(), invitation, Until(1))
         except CallError as exc:
             return str(exc)
         finally:
@@ -221,7 +239,8 @@ def test_connect_to_nothing_is_a_clear_error(person: Person) -> None:
         opts = PeerOptions(out_size=OUT)
         local = _local(person, opts)
         try:
-            await connect(local, opts, RecordingSink(), "http://127.0.0.1:9", Until(1))
+            await connect(local, opts, RecordingSink(), "http://127.0.0.1:9/call?invite=x",
+                          Until(1))
         finally:
             local.stop()
             await local.run()
@@ -392,9 +411,11 @@ def test_cli_wiring() -> None:
             parser.parse_args(bad)
 
 
-def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`call --listen` and `call --connect` as the CLI runs them (two event loops)."""
-    import socket
+def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`call --listen` and `call --connect` as the CLI runs them (two event loops), the
+    caller given the invitation URL the listener printed, as a person copies it."""
+    import re
     import threading
 
     from avatar_cam.webrtc.commands import add_call_parser
@@ -406,17 +427,17 @@ def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
               "--resolution", "256", "--duration", "4"]
     listener = parser.parse_args(["call", "--listen", "28765", *common,
                                   "--stats-json", str(tmp_path / "a.json")])
-    caller = parser.parse_args(["call", "--connect", "http://127.0.0.1:28765", *common,
-                                "--stats-json", str(tmp_path / "b.json")])
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(listener.handler(listener)))
     thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the listener may learn a basis first
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", 28765)) == 0:
-                break
+    deadline, printed = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and "invite=" not in printed:  # a basis is learnt first
+        printed += capsys.readouterr().out
         time.sleep(0.2)
+    found = re.search(r"(http\S+/call\?invite=\S+)", printed)
+    assert found is not None, printed
+    caller = parser.parse_args(["call", "--connect", found.group(1), *common,
+                                "--stats-json", str(tmp_path / "b.json")])
     codes.append(caller.handler(caller))
     thread.join(60)
     assert codes == [0, 0]

@@ -21,6 +21,8 @@ from ..argtypes import float_in, int_in, size_in
 
 log = logging.getLogger("avatar_cam")
 
+INVITE_TTL_S = 600.0  # a call's invitation: sent to someone who joins within minutes
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--person", default="demo", help="your enrolled person (demo)")
@@ -49,6 +51,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opus-kbps", type=int_in(6, 96, "Opus bitrate"),
                    help="the voice's Opus bitrate in kbit/s (default: 12 with "
                         "--landmarks-only, clear speech for a bad connection; 32 with video)")
+    sec = p.add_argument_group("who may join", "every listener prints an invitation URL "
+                               "with an unguessable token; nothing works without it")
+    sec.add_argument("--invite-ttl", type=float_in(1, 1e7, "invitation lifetime"),
+                     metavar="SECONDS",
+                     help="the invitation stops working after this long (call: 600; serve: "
+                          "while it runs)")
+    sec.add_argument("--tls-cert", type=Path, metavar="PEM",
+                     help="HTTPS certificate (default: a self-signed one made on first use, "
+                          "its fingerprint pinned through the invitation)")
+    sec.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    sec.add_argument("--tls", action="store_true",
+                     help="HTTPS even on 127.0.0.1 (elsewhere it always is)")
     net = p.add_argument_group("networks", "across NATs and firewalls (default: host "
                                "candidates only, i.e. one machine or one LAN)")
     net.add_argument("--stun", metavar="URL",
@@ -71,8 +85,11 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
         "serve", help="serve your avatar to a browser over WebRTC (one page)")
     _common(p)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (127.0.0.1; 0.0.0.0 lets the network watch)")
+                   help="address to listen on (127.0.0.1; 0.0.0.0 lets the network watch, "
+                        "over HTTPS, those you give the invitation)")
     p.add_argument("--port", type=int_in(0, 65535, "port"), default=8080, help="HTTP port (8080)")
+    p.add_argument("--max-viewers", type=int_in(1, 64, "viewers"), default=8,
+                   help="pages watching at once (8); more are told it is full")
     p.set_defaults(handler=run_serve)
     return p
 
@@ -83,9 +100,11 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--listen", type=int_in(0, 65535, "port"), metavar="PORT",
                      help="wait for a call on PORT")
-    how.add_argument("--connect", metavar="URL", help="call http://HOST:PORT")
+    how.add_argument("--connect", metavar="URL",
+                     help="call the invitation URL the listener printed (quote it)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="with --listen: address to listen on (127.0.0.1; 0.0.0.0 for a LAN)")
+                   help="with --listen: address to listen on (127.0.0.1; 0.0.0.0 for a LAN, "
+                        "over HTTPS)")
     _common(p)
     p.add_argument("--bundle-frames", type=int_in(1, 8, "frames per message"), default=4,
                    help="landmark-only: landmark frames (and the voice of that time) sent "
@@ -94,9 +113,12 @@ def add_call_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--peer-renderer", choices=("auto", "neural", "warp"), default="auto",
                    help="landmark-only: draw the peer with their shared generator (neural), "
                         "the warp renderer, or the generator when it keeps --fps (auto)")
-    p.add_argument("--share-model", action="store_true",
-                   help="landmark-only: let the peer render you with your own model "
-                        "(your photo and face crop cross once; cached by hash)")
+    p.add_argument("--share-model", nargs="?", const="call", choices=("call", "keep"),
+                   help="landmark-only: let the peer render you with your own model (your "
+                        "photo, face crop and generator cross, to the invited peer only, "
+                        "once the call is up). call (the default): they hold it for this "
+                        "call and delete it at hang-up; keep: they may keep it for later "
+                        "calls, recorded with your signature")
     p.add_argument("--sink", default="virtualcam",
                    help="where the peer's avatar goes: virtualcam[:BACKEND] | window | "
                         "file:PATH.mp4 | null (virtualcam)")
@@ -119,8 +141,9 @@ def _ice(args: argparse.Namespace) -> Any:
 def _options(args: argparse.Namespace) -> Any:
     from .peer import PeerOptions
 
+    share = getattr(args, "share_model", None)
     return PeerOptions(ice=_ice(args), landmarks_only=args.landmarks_only,
-                       share_model=bool(getattr(args, "share_model", False)),
+                       share_model=share is not None, share_keep=share == "keep",
                        fps=args.fps, out_size=args.size, resolution=args.resolution,
                        codec=args.codec, opus_kbps=args.opus_kbps,
                        bundle_frames=getattr(args, "bundle_frames", 1),
@@ -192,6 +215,16 @@ def open_voice_output(spec: str) -> Any:
         return None
 
 
+def _access(args: argparse.Namespace, one_use: bool, ttl_s: float | None) -> Any:
+    from .invite import Gate
+    from .signaling import Access
+    from .tls import server_tls
+
+    tls = server_tls(args.host, args.tls_cert, args.tls_key, force=args.tls)
+    ttl = args.invite_ttl if args.invite_ttl is not None else ttl_s
+    return Access(Gate(ttl_s=ttl, one_use=one_use), tls)
+
+
 def _quiet() -> None:
     # aioice logs every connectivity check at INFO.
     logging.getLogger("aioice").setLevel(logging.WARNING)
@@ -208,16 +241,20 @@ async def _serve(args: argparse.Namespace) -> int:
 
     pool = configure_loop(asyncio.get_running_loop())
     opts = _options(args)
+    access = _access(args, one_use=False, ttl_s=None)  # a certificate problem: said first
     local = await _local(args, opts)
     running = asyncio.ensure_future(local.run())
     speaker = open_voice_output(args.speaker)
-    server = AvatarServer(local, opts, args.host, args.port, speaker=speaker)
+    server = AvatarServer(local, opts, args.host, args.port, max_peers=args.max_viewers,
+                          speaker=speaker, access=access)
     try:
         await server.start()
-        log.info("serving %s (%s) at %s -- open it in a browser; Ctrl-C stops",
-                 args.person, opts.mode, server.url)
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("listening on %s: anyone who can reach it can watch", args.host)
+        log.info("serving %s (%s); Ctrl-C stops", args.person, opts.mode)
+        print(f"Invitation (open it in a browser; anyone you give it to can watch):\n"
+              f"  {server.url}", flush=True)
+        if server.access.tls is not None and server.access.tls.fingerprint in server.url:
+            print("  (a self-signed certificate: the browser asks once; its SHA-256 is the "
+                  "fp= in the link)", flush=True)
         await wait_awake(running, args.duration)
         if running.done():
             log.info("the source ended")
@@ -245,6 +282,7 @@ async def _call(args: argparse.Namespace) -> int:
     opts = _options(args)
     if args.share_model and not args.landmarks_only:
         log.warning("--share-model only matters with --landmarks-only; ignored")
+    access = _access(args, one_use=True, ttl_s=INVITE_TTL_S) if args.listen is not None else None
     local = await _local(args, opts)
     running = asyncio.ensure_future(local.run())
     sink = speaker = None
@@ -253,7 +291,8 @@ async def _call(args: argparse.Namespace) -> int:
         speaker = open_voice_output(args.speaker)
         until = Until(args.duration, args.frames)
         if args.listen is not None:
-            stats = await listen(local, opts, sink, args.host, args.listen, until, speaker)
+            stats = await listen(local, opts, sink, args.host, args.listen, until, speaker,
+                                 access=access)
         else:
             stats = await connect(local, opts, sink, args.connect, until, speaker)
     finally:

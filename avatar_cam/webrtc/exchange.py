@@ -1,15 +1,25 @@
 """The model channel of one peer: bundles out (basis always, model if shared) and in.
 
-See ``model_share`` for the protocol and the checks. Whatever the peer sends that fails a
-check is counted under ``dropped_<reason>`` and otherwise ignored; the ``basis`` and
-``model`` futures resolve to None when what came is unusable.
+See ``model_share`` for the protocol and the checks. What the peer sends is theirs: it is
+held for this call only, in a folder of its own under the cache root that ``discard``
+deletes at hang-up, unless their offer says ``"keep": true`` (``--share-model keep``):
+then it joins the cache by hash, with a record of that permission and of the owner's
+signature (``kept.json``) beside it, and a later call finds it there.
+
+Whatever the peer sends that fails a check is counted under ``dropped_<reason>`` and
+otherwise ignored; the ``basis`` and ``model`` futures resolve to None when what came is
+unusable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -33,6 +43,9 @@ from .options import workers
 
 log = logging.getLogger(__name__)
 
+CALL_PREFIX = ".call-"  # cache_root/.call-PID-XXXX/: one call's models, deleted at hang-up
+KEPT_FILE = "kept.json"
+
 # Landmark packets queue behind chunks on the association (up to ~1 s while a model
 # crosses: the receiver shows the sketch meanwhile), but a deep queue roughly halves the
 # transfer time with aiortc's SCTP (5 MB: 3.5-6 s against 6-11 s at 256 KiB, 2 busy cores).
@@ -45,10 +58,12 @@ class ModelExchange:
     """Both directions of the model channel; ``attach`` it to the channel when it exists."""
 
     def __init__(self, cache: ModelCache, bundles: list[Outgoing], sender: bool,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], None]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, Any]], None], keep: bool = False) -> None:
         self.cache = cache
         self.bundles = bundles
         self.sender = sender  # False: this end sends nothing (a receive-only peer)
+        self.keep = keep  # the peer may keep what we send after the call
+        self._call_cache: ModelCache | None = None  # what we hold for this call only
         self._spawn = spawn
         self.counts: Counter[str] = Counter()
         self.digests: dict[str, str] = {}  # kind -> digest of what was received
@@ -57,6 +72,7 @@ class ModelExchange:
         self._incoming: dict[bytes, tuple[str, Incoming]] = {}
         self._outgoing: dict[str, Outgoing] = {}
         self._offered: set[str] = set()  # kinds the peer offered (one each)
+        self._kept: set[str] = set()  # digests the peer let us keep
 
     def attach(self, channel: RTCDataChannel) -> None:
         channel.on("message", lambda m: self._on_control(channel, m))
@@ -73,11 +89,28 @@ class ModelExchange:
             incoming.close()
         self._incoming.clear()
 
+    def discard(self) -> None:
+        """Delete what the peer sent for this call only (at hang-up, once nothing reads it)."""
+        if self._call_cache is not None:
+            shutil.rmtree(self._call_cache.root, ignore_errors=True)
+            self._call_cache = None
+
+    def _held(self) -> ModelCache:
+        """This call's own folder under the cache root (made on first use); folders that
+        a crashed process left behind are swept first."""
+        if self._call_cache is None:
+            self.cache.root.mkdir(parents=True, exist_ok=True)
+            sweep_call_folders(self.cache.root)
+            folder = tempfile.mkdtemp(prefix=f"{CALL_PREFIX}{os.getpid()}-", dir=self.cache.root)
+            self._call_cache = ModelCache(Path(folder))
+        return self._call_cache
+
     async def _offer_bundles(self, channel: RTCDataChannel) -> None:
         bundles = self.bundles
         for bundle in bundles:
             self._outgoing[bundle.manifest.digest] = bundle
-            channel.send(json.dumps({"type": "offer", "manifest": bundle.manifest.to_json()}))
+            channel.send(json.dumps({"type": "offer", "manifest": bundle.manifest.to_json(),
+                                     "keep": self.keep}))
         if self.sender and not any(b.manifest.kind == "model" for b in bundles):
             channel.send(json.dumps({"type": "no-model"}))
 
@@ -97,7 +130,7 @@ class ModelExchange:
     def _on_json(self, channel: RTCDataChannel, obj: Any) -> None:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == "offer":
-            self._on_offer(channel, obj.get("manifest"))
+            self._on_offer(channel, obj.get("manifest"), obj.get("keep") is True)
         elif kind == "no-model":
             if not self.model.done():
                 self.model.set_result(None)
@@ -108,7 +141,7 @@ class ModelExchange:
         else:
             raise BundleError("control_type")
 
-    def _on_offer(self, channel: RTCDataChannel, raw: object) -> None:
+    def _on_offer(self, channel: RTCDataChannel, raw: object, keep: bool) -> None:
         probe = parse_manifest(raw)
         limit = MAX_BASIS_BUNDLE if probe.kind == "basis" else MAX_MODEL_BUNDLE
         manifest = parse_manifest(raw, limit)
@@ -120,6 +153,8 @@ class ModelExchange:
         if manifest.n_chunks == 0:
             raise BundleError("manifest", "empty bundle")
         self._offered.add(manifest.kind)
+        if keep:
+            self._kept.add(manifest.digest)
         self._spawn(self._consider(channel, manifest))
 
     async def _consider(self, channel: RTCDataChannel, manifest: Manifest) -> None:
@@ -132,7 +167,8 @@ class ModelExchange:
             self.counts[f"{manifest.kind}_from_cache"] += 1
             await self._adopt(manifest, cached)
             return
-        incoming = Incoming(manifest, self.cache)
+        keep = manifest.digest in self._kept
+        incoming = Incoming(manifest, self.cache if keep else self._held())
         self._incoming[bytes.fromhex(manifest.digest[:16])] = (manifest.kind, incoming)
         channel.send(json.dumps({"type": "want", "digest": manifest.digest}))
 
@@ -168,6 +204,8 @@ class ModelExchange:
                     self.basis.set_result(ExpressionBasis.from_bytes(data))
             else:
                 person = await workers().run(load_person, manifest.name, folder.parent)
+                if manifest.digest in self._kept and folder.parent.parent == self.cache.root:
+                    await workers().run(record_kept, folder, person)
                 if not self.model.done():
                     self.model.set_result(person)
             self.digests[manifest.kind] = manifest.digest
@@ -188,3 +226,35 @@ class ModelExchange:
                 return
             channel.send(chunk)
             self.counts["chunks_sent"] += 1
+
+
+def record_kept(folder: Path, person: Person) -> None:
+    """Write, beside a model its owner let us keep (``<digest>/kept.json``), that they did,
+    when, and who signed it (with their signature as it came)."""
+    from ..honesty.signing import SIGNATURE_FILE
+
+    signature = folder / SIGNATURE_FILE
+    record = {"kept_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "allowed_by": "the owner shared it with --share-model keep",
+              "person": folder.name,
+              "owner": person.owner.describe() if person.owner is not None else None,
+              "signature": json.loads(signature.read_text()) if signature.is_file() else None}
+    (folder.parent / KEPT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def sweep_call_folders(root: Path) -> None:
+    """Remove the per-call folders of processes that are gone (a crash, a kill -9)."""
+    for folder in root.glob(f"{CALL_PREFIX}*"):
+        pid = folder.name[len(CALL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -26,7 +26,8 @@ class CallError(AvatarCamError):
 @dataclass(frozen=True)
 class PeerOptions:
     landmarks_only: bool = False
-    share_model: bool = False
+    share_model: bool = False  # send our model (landmark-only), to the invited peer only
+    share_keep: bool = False  # ... and let them keep it after the call (else deleted)
     fps: float = 30.0
     out_size: tuple[int, int] = (640, 480)  # what received frames are resized/rendered to
     resolution: int = 384  # receiver's face render size (landmark mode)

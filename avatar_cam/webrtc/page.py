@@ -44,6 +44,8 @@ const CONFIG = __CONFIG__;
 const $ = (id) => document.getElementById(id);
 const video = $("video"), canvas = $("sketch"), statsBox = $("stats");
 const reportId = Math.random().toString(36).slice(2);
+// The invitation this page was opened with goes along with every request it makes.
+const INVITED = {"X-Avatar-Cam-Invite": new URLSearchParams(location.search).get("invite") || ""};
 let serverStats = {}, last = null, lm = {packets: 0, bytes: 0, decoded: 0, bad: 0};
 let micState = "asking";
 
@@ -105,10 +107,12 @@ async function start() {
   await pc.setLocalDescription(await pc.createOffer());
   await waitIce(pc);
   const codec = new URLSearchParams(location.search).get("codec") || "";
-  const resp = await fetch("offer", {method: "POST", headers: {"content-type": "application/json"},
+  const resp = await fetch("offer", {method: "POST",
+    headers: {"content-type": "application/json", ...INVITED},
     body: JSON.stringify({sdp: pc.localDescription.sdp, type: "offer", codec})});
   const answer = await resp.json();
-  if (!resp.ok) throw new Error(answer.error || resp.statusText);
+  if (!resp.ok) throw new Error([answer.error || resp.statusText, answer.fix].filter(Boolean)
+                                .join(" -- "));
   await pc.setRemoteDescription(answer);
   setInterval(() => report(pc), 1000);
 }
@@ -167,7 +171,7 @@ async function report(pc) {
       ? `${out.videoWidth}x${out.videoHeight}, ${out.framesDecoded || 0} frames`
       : `${lm.decoded}/${lm.packets} packets decoded`) +
     `  voice in ${out.audioPackets || 0} packets, out ${out.audioSent || 0}`;
-  fetch("stats", {method: "POST", headers: {"content-type": "application/json"},
+  fetch("stats", {method: "POST", headers: {"content-type": "application/json", ...INVITED},
                   body: JSON.stringify(out)});
 }
 
@@ -175,7 +179,9 @@ async function report(pc) {
 let B = null, known = new Map(), latest = null, latestSeq = -1;
 
 async function loadBasis() {
-  const buf = await (await fetch("basis.bin")).arrayBuffer();
+  const resp = await fetch("basis.bin", {headers: INVITED});
+  if (!resp.ok) throw new Error(`the landmark basis: ${resp.status}`);
+  const buf = await resp.arrayBuffer();
   const u8 = new Uint8Array(buf);
   const hlen = new DataView(buf).getUint32(4, true);
   const meta = JSON.parse(new TextDecoder().decode(u8.subarray(8, 8 + hlen)));

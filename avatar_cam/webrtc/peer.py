@@ -82,7 +82,7 @@ class Peer:
         self._channels: set[RTCDataChannel] = set()
         bundles = local.bundles() if local is not None else []
         self.exchange = ModelExchange(ModelCache(opts.cache_root), bundles, local is not None,
-                                      self._spawn)
+                                      self._spawn, keep=opts.share_keep)
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._wire)
         self.pc.on("connectionstatechange", self._on_state)
@@ -351,3 +351,4 @@ class Peer:
             for task in late:  # e.g. still waiting for a basis that never came
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        self.exchange.discard()  # the peer's model, unless they let us keep it

@@ -1,6 +1,6 @@
 """`avatar-cam serve`: an aiohttp server with one page that plays the avatar over WebRTC.
 
-Routes::
+Routes (every one needs the invitation: ``invite.py``; 403 and counted without it)::
 
     GET  /           the page (``page.render_page``)
     POST /offer      {"sdp", "type": "offer", "codec"?} -> the answer (one peer per browser)
@@ -24,12 +24,13 @@ from typing import Any
 
 from aiohttp import web
 
+from .invite import Gate
 from .page import render_page
-from .peer import CallError, LocalAvatar, Peer, PeerOptions
+from .peer import LocalAvatar, Peer, PeerOptions
+from .signaling import Access, Site, answer, read_offer
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 256 * 1024
 MAX_REPORTS = 32
 REPORT_KEYS = {"id", "mode", "videoWidth", "videoHeight", "framesDecoded", "fps", "bytes",
                "kbps", "latencyMs", "rttMs", "jitterMs", "decodeMs", "packets", "decoded",
@@ -39,49 +40,46 @@ REPORT_KEYS = {"id", "mode", "videoWidth", "videoHeight", "framesDecoded", "fps"
 
 class AvatarServer:
     def __init__(self, local: LocalAvatar, opts: PeerOptions, host: str = "127.0.0.1",
-                 port: int = 8080, max_peers: int = 8, speaker: Any = None) -> None:
-        self.local, self.opts, self.host, self.port = local, opts, host, port
+                 port: int = 8080, max_peers: int = 8, speaker: Any = None,
+                 access: Access | None = None) -> None:
+        self.local, self.opts = local, opts
+        self.access = access or Access(Gate())
         self.speaker = speaker  # the viewers' voices (one at a time: see _offer)
         self.max_peers = max_peers
         self.peers: set[Peer] = set()
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.history: dict[str, list[int]] = {}  # report id -> framesDecoded/decoded over time
-        self.app = web.Application(client_max_size=MAX_BODY)
-        self.app.add_routes([web.get("/", self._page), web.post("/offer", self._offer),
-                             web.get("/basis.bin", self._basis), web.post("/stats", self._report),
-                             web.get("/stats", self._stats)])
-        self._runner: web.AppRunner | None = None
+        self.site = Site([web.get("/", self._page), web.post("/offer", self._offer),
+                          web.get("/basis.bin", self._basis), web.post("/stats", self._report),
+                          web.get("/stats", self._stats)], host, port, self.access)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """The invitation: the page's URL with its token (and certificate fingerprint)."""
+        return self.site.url
+
+    @property
+    def port(self) -> int:
+        return self.site.port
 
     async def start(self) -> None:
-        """Listen; with ``port=0`` a free port is picked and stored in ``port``."""
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise CallError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
-                            "pick another --port, or stop what uses this one") from exc
-        server = site._server
-        if server is not None and self.port == 0:
-            self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        """Listen; with ``port=0`` a free port is picked."""
+        await self.site.start()
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in list(self.peers)), return_exceptions=True)
         self.peers.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.site.close()
 
     # -- handlers ---------------------------------------------------------------------------
 
     async def _page(self, _request: web.Request) -> web.Response:
         basis = self.local.basis
         html = render_page(self.opts.mode, basis.tag if basis is not None else None)
-        return web.Response(text=html, content_type="text/html")
+        # The invitation is in the page's URL: no referrer may carry it elsewhere.
+        return web.Response(text=html, content_type="text/html",
+                            headers={"Referrer-Policy": "no-referrer",
+                                     "Cache-Control": "no-store"})
 
     async def _basis(self, _request: web.Request) -> web.Response:
         if self.local.basis is None:
@@ -90,13 +88,12 @@ class AvatarServer:
                             content_type="application/octet-stream")
 
     async def _offer(self, request: web.Request) -> web.Response:
-        try:
-            offer = await request.json()
-            if not isinstance(offer, dict):
-                raise ValueError("not an object")
-        except (ValueError, RecursionError):
-            return web.json_response({"error": "the offer is not JSON"}, status=400)
+        offer = await read_offer(request)
+        if isinstance(offer, web.Response):
+            self.access.gate.counts["bad_offers"] += 1
+            return offer
         if len(self.peers) >= self.max_peers:
+            self.access.gate.counts["too_many_viewers"] += 1
             return web.json_response({"error": "too many viewers"}, status=503)
         codec = str(offer["codec"]) if offer.get("codec") in ("vp8", "h264") else self.opts.codec
         # One speaker, no mixer: the first viewer who brings a voice is heard.
@@ -104,15 +101,16 @@ class AvatarServer:
         speaker = self.speaker if not talking else None
         peer = Peer(self.local, None, dataclasses.replace(self.opts, codec=codec), speaker)
         self.peers.add(peer)
-        try:
-            answer = await peer.accept_offer(offer)
-        except (CallError, ValueError) as exc:
+        reply = await answer(peer, offer)
+        if isinstance(reply, web.Response):
+            self.access.gate.counts["bad_offers"] += 1
             self.peers.discard(peer)
             await peer.close()
-            return web.json_response({"error": str(exc)}, status=400)
+            return reply
+        self.access.gate.spend()
         asyncio.ensure_future(self._reap(peer))
         log.info("a viewer connected (%d watching)", len(self.peers))
-        return web.json_response({"sdp": answer["sdp"], "type": answer["type"]})
+        return web.json_response({"sdp": reply["sdp"], "type": reply["type"]})
 
     async def _reap(self, peer: Peer) -> None:
         await peer.ended.wait()
@@ -144,7 +142,8 @@ class AvatarServer:
 
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response({"viewers": list(self.reports.values()),
-                                  "peers": [p.stats() for p in self.peers]})
+                                  "peers": [p.stats() for p in self.peers],
+                                  "signaling": dict(self.access.gate.counts)})
 
 
 def _number(v: object) -> bool:
