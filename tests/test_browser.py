@@ -42,7 +42,7 @@ def person() -> Person:
 
 async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
                  query: str = "", timeout_s: float = 45.0, mic: Any = None,
-                 speaker: Any = None, flags: tuple[str, ...] = ()
+                 speaker: Any = None, flags: tuple[str, ...] = (), access: Any = None
                  ) -> tuple[list[dict[str, Any]], Any]:
     from avatar_cam.webrtc.peer import (
         LocalAvatar,
@@ -62,7 +62,7 @@ async def _watch(person: Person, landmarks: bool, profile: Path, done: Any,
                         live.LiveOptions(out_size=(320, 240), resolution=256, track=False),
                         opts, basis, mic=mic)
     running = asyncio.ensure_future(local.run())
-    server = AvatarServer(local, opts, "127.0.0.1", 0, speaker=speaker)
+    server = AvatarServer(local, opts, "127.0.0.1", 0, speaker=speaker, access=access)
     await server.start()
     assert CHROMIUM is not None
     browser = await asyncio.create_subprocess_exec(
@@ -105,6 +105,39 @@ def test_browser_plays_the_video(person: Person, tmp_path: Path, codec: str) -> 
     assert seen[-1] > seen[-3] > 0  # frames decoded, and still rising
     assert last["state"] == "connected"
     assert last["codec"] == {"vp8": "video/VP8", "h264": "video/H264"}[codec]
+
+
+def test_browser_plays_from_the_https_invitation_alone(person: Person, tmp_path: Path) -> None:
+    """serve over HTTPS with its self-signed certificate: the browser trusts that one
+    certificate (as a person accepts it once), opens the invitation link and plays."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from avatar_cam.webrtc.invite import Gate
+    from avatar_cam.webrtc.signaling import Access
+    from avatar_cam.webrtc.tls import server_tls
+
+    tls = server_tls("127.0.0.1", force=True, folder=tmp_path / "tls")
+    assert tls is not None
+    cert = x509.load_pem_x509_certificate(tls.cert.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    seen: list[int] = []
+
+    def done(report: dict[str, Any], server: Any, local: Any) -> bool:
+        seen.append(int(report.get("framesDecoded", 0)))
+        return len(seen) >= 3 and seen[-1] > seen[-3] > 0
+
+    access = Access(Gate(), tls)
+    reports, _ = asyncio.run(_watch(person, False, tmp_path / "profile", done, access=access,
+                                    flags=(f"--ignore-certificate-errors-spki-list={pin}",)))
+    assert reports and seen[-1] > seen[-3] > 0
+    assert reports[-1]["state"] == "connected"
+    assert access.gate.counts["forbidden"] == 0  # every request carried the invitation
 
 
 def test_browser_decodes_landmark_packets(person: Person, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from .. import mesh, raster
 PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>avatar-cam</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"><!-- no favicon request: every request needs the invitation -->
 <style>
 body { font: 15px system-ui, sans-serif; background: #111; color: #ddd; margin: 1.5em; }
 video, canvas { background: #000; max-width: 100%; display: block; }
