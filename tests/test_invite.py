@@ -313,11 +313,11 @@ class Listeners:
         self.urls["call"] = await ready
         self.gates["call"] = access.gate
 
-    def post(self, which: str, data: bytes) -> tuple[int, float]:
+    def post(self, which: str, data: bytes, url: str | None = None) -> tuple[int, float]:
         async def go() -> int:
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(timeout=timeout) as http, http.post(
-                    self.urls[which], data=data,
+                    url or self.urls[which], data=data,
                     headers={"content-type": "application/json"}) as resp:
                 await resp.read()
                 return resp.status
@@ -380,9 +380,41 @@ def test_signaling_never_fails_or_hangs_on_what_is_posted(listeners: Listeners, 
     assert took < 30  # never hangs (each request answers by itself, one at a time)
 
 
+def test_call_listener_refuses_offers_without_the_invitation(listeners: Listeners) -> None:
+    gate = listeners.gates["call"]
+    before = gate.counts["forbidden_call"]
+    url = listeners.urls["call"]
+    offer = b'{"sdp": "v=0\\r\\n", "type": "offer"}'
+    assert listeners.post("call", offer, url.split("?")[0])[0] == 403
+    assert listeners.post("call", offer, url.replace("invite=", "invite=x"))[0] == 403
+    assert gate.counts["forbidden_call"] == before + 2
+    assert not listeners.call_task.done()
+
+
 def test_the_crafted_offer_of_the_issue_is_a_400(listeners: Listeners) -> None:
     for which in ("serve", "call"):
         status, _ = listeners.post(which, b'{"sdp": "v=0\\r\\n", "type": "offer"}')
         assert status == 400
         assert listeners.gates[which].counts["bad_offers"] >= 1
     assert not listeners.call_task.done()  # the listener still waits for its call
+
+
+def test_cli_serve_on_the_network_prints_an_https_invitation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from avatar_cam.webrtc.commands import add_serve_parser
+    from avatar_cam.webrtc.tls import tls_home
+
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "0", "--no-track",
+                              "--duration", "1", "--mic", "none", "--speaker", "none",
+                              "--size", "320x240", "--resolution", "256"])
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out
+    assert "https://" in printed and "invite=" in printed and "fp=" in printed
+    tls = server_tls("0.0.0.0", folder=tls_home())  # the certificate it made, reused
+    assert tls is not None and f"fp={tls.fingerprint}" in printed
