@@ -18,9 +18,13 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from ..errors import AvatarCamError
 
+# The transports aiortc's TURN client speaks, per scheme (the first is the default).
+TURN_TRANSPORTS = {"turn": ("udp", "tcp"), "turns": ("tcp",)}
+
 
 class IceError(AvatarCamError):
-    """A STUN/TURN option that cannot work (a malformed URL, TURN without credentials)."""
+    """A STUN/TURN option that cannot work (a malformed URL, a port or transport aiortc
+    cannot use, TURN without credentials, --relay-only without TURN)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,17 @@ class IceServers:
                 raise IceError(f"{url!r} is a {parsed['scheme']} URL where a "
                                f"{schemes[0]} one is needed", f"--{schemes[0]} {schemes[0]}:"
                                "HOST:PORT")
+            if not 1 <= parsed["port"] <= 65535:
+                raise IceError(f"{url!r} has port {parsed['port']}, outside 1-65535",
+                               f"write it as {schemes[0]}:HOST:PORT with the server's port")
+            # aiortc silently drops a TURN server on any other transport (and with
+            # --relay-only the call then has no candidate at all): refuse it here.
+            allowed = TURN_TRANSPORTS.get(parsed["scheme"])
+            if allowed is not None and parsed.get("transport") not in allowed:
+                raise IceError(f"{url!r}: aiortc cannot reach a {parsed['scheme']} server "
+                               f"over {parsed.get('transport')!r}",
+                               f"use {' or '.join(f'?transport={t}' for t in allowed)} "
+                               f"(or leave it out: {allowed[0]})")
         if self.turn is not None and not (self.turn_user and self.turn_pass):
             raise IceError("a TURN server needs a user name and a password",
                            "add --turn-user U --turn-pass P (as the TURN server's "
