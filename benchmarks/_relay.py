@@ -188,6 +188,16 @@ class Relay:
         self.real[side] = (HOST, ports.pop())
         return "\r\n".join(out) + "\r\n"
 
+    async def join(self, a: Any, b: Any, connect_timeout_s: float) -> None:
+        """Set up the call between peers ``a`` (offers) and ``b`` (answers) through this
+        relay: each description rewritten on its way, then wait until ``a`` is connected."""
+        offer = await a.create_offer()
+        offer["sdp"] = self.rewrite(offer["sdp"], "a")
+        answer = await b.accept_offer(offer)
+        answer["sdp"] = self.rewrite(answer["sdp"], "b")
+        await a.accept_answer(answer)
+        await a.wait_connected(connect_timeout_s)
+
     def _from_a(self, data: bytes, addr: tuple[str, int]) -> None:
         self._forward(data, addr, "a", self.ab, self._ra)
 

@@ -221,12 +221,7 @@ async def call(mode: str, seconds: float, seed: int = 7, driver_frames: int = DR
         a, b = Peer(local, None, opts), Peer(None, sink, opts, speaker)
         result: dict[str, Any] = {"mode": mode}
         try:
-            offer = await a.create_offer()
-            offer["sdp"] = relay.rewrite(offer["sdp"], "a")
-            answer = await b.accept_offer(offer)
-            answer["sdp"] = relay.rewrite(answer["sdp"], "b")
-            await a.accept_answer(answer)
-            await a.wait_connected(30.0)
+            await relay.join(a, b, 30.0)
             await asyncio.wait_for(b.receiving.wait(), 60.0)
             drawn: ShownPoints | None = None
             if landmarks:

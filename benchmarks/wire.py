@@ -191,12 +191,7 @@ async def call(person: Person, basis: ExpressionBasis, option: Option, seconds: 
     a = Peer(la, sinks[0] if two_way else None, opts, speakers[0] if two_way else None)
     b = Peer(lb, sinks[1], opts, speakers[1])
     try:
-        offer = await a.create_offer()
-        offer["sdp"] = relay.rewrite(offer["sdp"], "a")
-        answer = await b.accept_offer(offer)
-        answer["sdp"] = relay.rewrite(answer["sdp"], "b")
-        await a.accept_answer(answer)
-        await a.wait_connected(20.0)
+        await relay.join(a, b, 20.0)
         await asyncio.wait_for(b.receiving.wait(), 60.0)
         if two_way:
             await asyncio.wait_for(a.receiving.wait(), 60.0)

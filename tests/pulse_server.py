@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from processes import stop
 
 from avatar_cam.audio import pulse
 
@@ -66,9 +67,4 @@ def pulse_server() -> Iterator[None]:
                 time.sleep(0.2)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from processes import stop
 
 INSTALL = "Debian: apt-get install coturn"
 USER, REALM = "avatar", "avatar-cam.test"
@@ -109,17 +110,6 @@ def _start(folder: Path, port: int, password: str) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 def _said(folder: Path) -> str:
     text = ""
     for name in ("turn.log", "stderr"):
@@ -144,7 +134,7 @@ def turn_server() -> Iterator[TurnServer]:
                     break
                 time.sleep(0.1)
             else:
-                _stop(proc)
+                stop(proc)
                 continue
             break
         else:
@@ -156,7 +146,7 @@ def turn_server() -> Iterator[TurnServer]:
                 _without(f"turnserver answers but its log says otherwise: {_said(folder)}")
             yield TurnServer("127.0.0.1", port, USER, password, REALM, log)
         finally:
-            _stop(proc)
+            stop(proc)
 
 
 # -- what coturn's log says about the sessions (its --verbose lines, as 4.6 writes them):
