@@ -335,6 +335,9 @@ class Listeners:
         self._run(stop(), 60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        # The call's executor threads end with the loop, as asyncio.run ends them.
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")

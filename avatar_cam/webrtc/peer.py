@@ -52,7 +52,6 @@ __all__ = ["CallError", "LocalAvatar", "Peer", "PeerOptions", "configure_loop"]
 log = logging.getLogger(__name__)
 
 LANDMARKS, MODEL, STATS = "landmarks", "model", "stats"
-MODEL_WAIT_S = 30.0  # start with the sketch if the model has not arrived by then
 CODECS = {"vp8": "video/VP8", "h264": "video/H264"}
 
 
@@ -264,10 +263,9 @@ class Peer:
         self.receiving.set()
         running = workers().run(receiver.run)
         try:
-            person = await asyncio.wait_for(asyncio.shield(self.exchange.model), MODEL_WAIT_S)
-        except TimeoutError:
-            person = None
-        try:
+            # However late it comes (a slow link, a loaded machine): the sketch until then.
+            # The exchange answers None when the peer has no model or the call closes.
+            person = await asyncio.shield(self.exchange.model)
             if person is not None and not self.ended.is_set():
                 # Opening and timing a renderer takes a while: not on the event loop.
                 remote = await workers().run(
