@@ -375,6 +375,8 @@ def assess(part: dict[str, Any]) -> dict[str, Any]:
     q_all = [s["psnr_db"] for s in samples if s.get("psnr_db") is not None]
     q_basis = [s["psnr_basis_db"] for s in samples if s.get("psnr_basis_db") is not None]
     q = [s["psnr_db"] for s in samples if s.get("psnr_db") is not None and not disturbed(s["t"])]
+    q_basis_steady = [s["psnr_basis_db"] for s in samples
+                      if s.get("psnr_basis_db") is not None and not disturbed(s["t"])]
     lat = [s["latency_ms"] for s in samples if s["latency_ms"] is not None
            and not disturbed(s["t"])]
     av = [v for s in samples if not disturbed(s["t"]) for v in s["av_offset_ms"]]
@@ -405,6 +407,8 @@ def assess(part: dict[str, Any]) -> dict[str, Any]:
                     "mean_all": round(float(np.mean(q_all)), 2) if q_all else None,
                     "basis_only_mean": round(float(np.mean(q_basis)), 2) if q_basis
                     else None,
+                    "basis_only_steady": round(float(np.mean(q_basis_steady)), 2)
+                    if q_basis_steady else None,
                     "samples": len(q_all)},
     }
     out["fds_ok"] = out["fds"]["after_warmup"] is not None and \
