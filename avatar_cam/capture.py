@@ -3,7 +3,7 @@
 Every source has ``read() -> Frame``, ``close()``, context-manager support, and the
 properties ``fps`` and ``size`` (width, height). There are no threads here: the
 pipeline's capture thread calls ``read()`` in a loop and keeps only the newest frame.
-A finite source signals its normal end with ``SourceEnded``.
+A finite source signals its normal end with ``pipeline.SourceEndedError``.
 
 Sources take keyword-only ``clock`` and ``sleep`` (default ``time.monotonic`` and
 ``time.sleep``) used for pacing and reconnect backoff, so tests can run seconds of
@@ -31,15 +31,12 @@ from .pacing import MAX_LAG_S as MAX_LAG_S  # re-exported: pacing.py is the one 
 from .pacing import Clock as Clock
 from .pacing import Pacer as Pacer
 from .pacing import Sleep as Sleep
+from .pipeline import SourceEndedError
 from .types import Frame, check_points
 
 DEFAULT_FPS = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
-
-
-class SourceEnded(Exception):
-    """A finite source (a video file, a synthetic clip) has no more frames."""
 
 
 class VideoCaptureLike(Protocol):
@@ -107,7 +104,7 @@ class Source:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SourceEnded(f"{type(self).__name__} is closed")
+            raise SourceEndedError(f"{type(self).__name__} is closed")
 
     def close(self) -> None:
         self._closed = True
@@ -285,13 +282,13 @@ class VideoFileSource(Source):
         if ok and image is not None:
             return _to_bgr(image)
         if not self.loop:
-            raise SourceEnded(f"end of {self.path}")
+            raise SourceEndedError(f"end of {self.path}")
         # Some containers do not seek back to 0; reopening always works.
         self._cap.release()
         self._cap = cv2.VideoCapture(str(self.path))
         ok, image = self._cap.read()
         if not ok or image is None:
-            raise SourceEnded(f"{self.path} could not be rewound")
+            raise SourceEndedError(f"{self.path} could not be rewound")
         self.loops += 1
         return _to_bgr(image)
 
@@ -340,7 +337,7 @@ class SyntheticSource(Source):
     def read(self) -> Frame:
         self._check_open()
         if self.frames is not None and self._seq >= self.frames:
-            raise SourceEnded(f"synthetic clip of {self.frames} frames ended")
+            raise SourceEndedError(f"synthetic clip of {self.frames} frames ended")
         points = self.landmarks_at(self._seq)
         image = self._draw(points)
         if self.realtime:

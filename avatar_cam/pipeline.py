@@ -32,7 +32,9 @@ T = TypeVar("T")
 
 
 class SourceEndedError(Exception):
-    """Raised by a finite source's read() at its end (capture.SourceEnded is one)."""
+    """Raised by a finite source's read() at its end: a video file, a synthetic clip, a
+    closed landmark stream. The pipeline's capture thread stops on it; anything else a
+    source raises is an error."""
 
 
 class Mailbox(Generic[T]):
@@ -282,10 +284,6 @@ class Pipeline:
                 frame = self.source.read()
             except SourceEndedError:
                 break
-            except Exception as exc:
-                if type(exc).__name__ == "SourceEnded":
-                    break
-                raise
             self.stats.captured += 1
             if frame.placeholder:
                 self.stats.placeholders += 1

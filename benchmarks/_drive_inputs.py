@@ -22,8 +22,9 @@ import numpy as np
 from _clips import CLIPS, _frames, fetch
 from quality import CACHE, fetch_megamind
 
-from avatar_cam.capture import Pacer, SourceEnded, VideoFileSource
+from avatar_cam.capture import Pacer, VideoFileSource
 from avatar_cam.person import Person, load_person, person_dir, save_person
+from avatar_cam.pipeline import SourceEndedError
 from avatar_cam.types import Frame
 
 DRIVE_CACHE = CACHE.parent / "drive"
@@ -146,9 +147,9 @@ class Lockstep:
         t_end = time.monotonic() + self._stall
         while not self._go.acquire(timeout=0.1):
             if self._closed or time.monotonic() > t_end:
-                raise SourceEnded("stopped")
+                raise SourceEndedError("stopped")
         if self._left <= 0:
-            raise SourceEnded("all frames read")
+            raise SourceEndedError("all frames read")
         self._left -= 1
         return self._video.read()
 

@@ -18,7 +18,6 @@ from recording_cam import astronaut
 from avatar_cam.capture import (
     BACKOFF_MAX_S,
     Pacer,
-    SourceEnded,
     SyntheticSource,
     VideoFileSource,
     WebcamSource,
@@ -27,6 +26,7 @@ from avatar_cam.capture import (
 )
 from avatar_cam.errors import CameraError, VideoError
 from avatar_cam.motion import animate, script
+from avatar_cam.pipeline import SourceEndedError
 from avatar_cam.types import Frame
 
 W, H, N_FRAMES = 64, 48, 12
@@ -67,7 +67,7 @@ def video(tmp_path: Path) -> Path:
 
 def drain(source: Any, limit: int = 1000) -> list[Frame]:
     frames = []
-    with pytest.raises(SourceEnded):
+    with pytest.raises(SourceEndedError):
         for _ in range(limit):
             frames.append(source.read())
     return frames
@@ -101,7 +101,7 @@ def test_video_file_loops(video: Path) -> None:
 def test_closed_source_ends(video: Path) -> None:
     src = VideoFileSource(video, realtime=False)
     src.close()
-    with pytest.raises(SourceEnded):
+    with pytest.raises(SourceEndedError):
         src.read()
 
 

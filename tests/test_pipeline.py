@@ -21,8 +21,8 @@ from avatar_cam.honesty.detection import detect
 from avatar_cam.honesty.label import Label
 from avatar_cam.honesty.signing import model_fingerprint
 from avatar_cam.person import Person, load_person
-from avatar_cam.pipeline import Mailbox, Pipeline
-from avatar_cam.types import AvatarFrame
+from avatar_cam.pipeline import Mailbox, Pipeline, SourceEndedError
+from avatar_cam.types import AvatarFrame, Frame
 
 
 @pytest.fixture(scope="module")
@@ -160,4 +160,46 @@ def test_a_failing_stage_surfaces_its_error(person: Person, clip: Path) -> None:
     with pytest.raises(RuntimeError, match="exploded"):
         p2.run()
     live.close_all(p)
+    assert not [t for t in threading.enumerate() if t.name.startswith("avatar-")]
+
+
+class SourceEnded(Exception):
+    """Not the pipeline's end-of-source class, only named like the one capture.py had."""
+
+
+class EndsAfter:
+    """A source that reads ``n`` frames of a video, then raises ``end``."""
+
+    def __init__(self, video: VideoFileSource, n: int, end: Exception) -> None:
+        self.video, self.left, self.end = video, n, end
+        self.fps = video.fps
+
+    def read(self) -> Frame:
+        if self.left <= 0:
+            raise self.end
+        self.left -= 1
+        return self.video.read()
+
+    def close(self) -> None:
+        self.video.close()
+
+
+def test_the_source_ends_on_source_ended_error_only(person: Person, clip: Path) -> None:
+    """The end of a source is matched by class: SourceEndedError ends the run cleanly;
+    any other exception, whatever its name, is an error that run() raises."""
+    p = live.build_pipeline(person, VideoFileSource(clip), "null", live.LiveOptions())
+    try:
+        ending = EndsAfter(VideoFileSource(clip, realtime=False), 4,
+                           SourceEndedError("clip over"))
+        stats = Pipeline(ending, p.tracker, p.adapter, p.renderer, p.compositor, p.sink,
+                         pace=False).run()
+        ending.close()
+        assert stats.captured == 4
+        failing = EndsAfter(VideoFileSource(clip, realtime=False), 2, SourceEnded("boom"))
+        with pytest.raises(SourceEnded, match="boom"):
+            Pipeline(failing, p.tracker, p.adapter, p.renderer, p.compositor, p.sink,
+                     pace=False).run()
+        failing.close()
+    finally:
+        live.close_all(p)
     assert not [t for t in threading.enumerate() if t.name.startswith("avatar-")]
