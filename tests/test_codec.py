@@ -230,7 +230,7 @@ def test_basis_file_round_trip_and_damage(basis: ExpressionBasis, tmp_path) -> N
     assert load_basis(tmp_path / "nothing") is None
 
 
-def test_jitter_buffer_interpolates_extrapolates_then_eases(basis: ExpressionBasis) -> None:
+def test_jitter_buffer_interpolates_extrapolates_then_eases() -> None:
     neutral = np.zeros(3)
     jb = JitterBuffer(neutral, PlayoutConfig(delay_ms=50, extrapolate_ms=100, hold_ms=100,
                                              ease_ms=200))
@@ -252,7 +252,7 @@ def test_jitter_buffer_interpolates_extrapolates_then_eases(basis: ExpressionBas
     assert back.state == "ok" and 0 <= back.params[0] < 990
 
 
-def test_jitter_buffer_is_bounded_and_drops_stale(basis: ExpressionBasis) -> None:
+def test_jitter_buffer_is_bounded_and_drops_stale() -> None:
     jb = JitterBuffer(np.zeros(2), PlayoutConfig(capacity=16))
     for seq in range(100):
         jb.push(seq, 33 * seq, np.array([seq, 0.0]), now_ms=33 * seq + 2)

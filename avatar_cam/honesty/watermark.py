@@ -99,11 +99,6 @@ def minute_to_unix(minute: int, near_s: float | None = None) -> float:
     return base + round((near - base) / period) * period
 
 
-def fingerprint24(data: bytes) -> int:
-    """A 24-bit fingerprint of a model (e.g. its signed manifest) for the payload."""
-    return int.from_bytes(hashlib.sha256(data).digest()[:3], "big")
-
-
 def _symbols(payload: int) -> list[int]:
     if not 0 <= payload < (1 << DATA_BITS):
         raise ValueError(f"payload must be a {DATA_BITS}-bit unsigned integer, got {payload}")

@@ -127,10 +127,6 @@ class ExpressionBasis:
         return int(self.components.shape[0])
 
     @property
-    def n_params(self) -> int:
-        return N_POSE + self.k
-
-    @property
     def iod(self) -> float:
         return mesh.inter_ocular(self.neutral)
 

@@ -206,11 +206,7 @@ class LandmarkEncoder:
         self._prev: np.ndarray | None = None
         self._prev_delta: np.ndarray | None = None
         self._prev_t = 0
-        self._force_key = True
         self.recent: dict[int, np.ndarray] = {}  # seq (16-bit) -> q of the last 256 packets
-
-    def force_key(self) -> None:
-        self._force_key = True
 
     @property
     def t0_ms(self) -> int | None:
@@ -227,7 +223,7 @@ class LandmarkEncoder:
         if self._t0_ms is None:
             self._t0_ms = t_ms
         rel = t_ms - self._t0_ms
-        key = self._force_key or self._prev is None or self.seq % self.key_every == 0
+        key = self._prev is None or self.seq % self.key_every == 0
         red = None
         if not key and self.redundancy and self._prev_delta is not None:
             red = (self._prev_delta, rel - self._prev_t)  # it sits this far back
@@ -238,7 +234,6 @@ class LandmarkEncoder:
         self.recent[self.seq & 0xFFFF] = q
         if len(self.recent) > 256:
             del self.recent[next(iter(self.recent))]
-        self._force_key = False
         self.seq += 1
         self.bytes_sent += len(packet)
         return packet
