@@ -181,3 +181,18 @@ def test_bad_input_is_rejected() -> None:
         wm.Watermarker(1 << 48)
     with pytest.raises(ValueError, match="too small"):
         wmd.detect(np.zeros((16, 16, 3), np.uint8))
+
+
+def test_embed_after_close_raises(clip: list[np.ndarray]) -> None:
+    marker = wm.Watermarker(PAYLOAD)
+    image = clip[0].copy()
+    marker.embed(image)
+    marker.close()
+    before = clip[0].copy()
+    with pytest.raises(RuntimeError, match="closed"):
+        marker.embed(before)
+    assert np.array_equal(before, clip[0])  # nothing was added to the frame
+    with wm.Watermarker(PAYLOAD) as scoped:
+        scoped.embed(clip[0].copy())
+    with pytest.raises(RuntimeError, match="closed"):
+        scoped.embed(clip[0].copy())

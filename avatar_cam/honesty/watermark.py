@@ -222,7 +222,8 @@ class Watermarker:
     once per frame size (~15 ms, on the first embed; call prepare(size) to do it ahead).
     ``set_payload`` does not stall the frame loop: the new pattern is built a piece per
     embed() (23 frames, about 1 ms each) while the old one is still embedded, then
-    swapped in whole, so no frame carries a mix of two payloads.
+    swapped in whole, so no frame carries a mix of two payloads. ``close()`` frees the
+    patterns; embed() after it raises RuntimeError.
     """
 
     BANDS = 16  # row bands a rebuild resamples, one per frame
@@ -242,6 +243,7 @@ class Watermarker:
         self._next: tuple[np.ndarray, np.ndarray] | None = None
         self._coords: tuple[np.ndarray, np.ndarray] | None = None
         self._rebuild: Iterator[None] | None = None
+        self._closed = False
         self.rebuilds = 0
 
     @property
@@ -301,6 +303,11 @@ class Watermarker:
         self.rebuilds += 1
 
     def embed(self, image: np.ndarray) -> np.ndarray:
+        """Add the mark to ``image``, (H, W, 3) uint8 BGR, in place and return it.
+
+        Raises RuntimeError once the marker is closed."""
+        if self._closed:
+            raise RuntimeError("Watermarker is closed")
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] != 3:
             raise ValueError("image must be an (H, W, 3) uint8 BGR array, got "
@@ -314,8 +321,8 @@ class Watermarker:
                 self._rebuild = self._rebuild_steps(self._next, self._wanted, self.BANDS)
             if next(self._rebuild, StopIteration) is StopIteration:
                 self._rebuild = None
-        if self._cur is None:
-            raise RuntimeError("Watermarker is closed")
+        if self._cur is None:  # prepare() above always builds it
+            raise RuntimeError("no watermark pattern was built")
         add, sub = self._cur
         if image.flags.c_contiguous:
             cv2.add(image, add, dst=image)
@@ -325,6 +332,8 @@ class Watermarker:
         return image
 
     def close(self) -> None:
+        """Free the patterns; the marker embeds no more (embed() raises)."""
+        self._closed = True
         self._cur = self._next = None
         self._rebuild = None
         self._size = None
