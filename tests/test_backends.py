@@ -257,16 +257,25 @@ def test_auto_on_a_cpu_machine_picks_onnxruntime_and_says_why(
     assert [s.fingerprint.runtime for _, s in EngineCache().entries("tiny")] == ["onnx"]
 
 
+# int8 against float32 on this test's generator and sketches (ONNX Runtime CPU, QDQ):
+# measured max 0.19, mean 0.023 (over 8 input seeds: max 0.14-0.31, mean 0.019-0.023).
+# The output is a tanh in [-1, 1]; an all-zero face would be off by max 1.0, mean 0.29.
+INT8_MAX_ERR, INT8_MEAN_ERR = 0.5, 0.05
+
+
 def test_every_precision_on_onnxruntime_cpu(env: Path) -> None:
     folder = env / "calibration" / "tiny"
     x = _sketch_batch(2)
     ref = _reference(env, x)
-    bounds = {"fp32": 1e-4, "fp16": 1e-2}
+    bounds = {"fp32": 1e-4, "fp16": 1e-2, "int8": INT8_MAX_ERR}
     for precision in ("fp32", "fp16", "int8"):
         with open_backend(folder, R, "onnxruntime-cpu", precision,
                           OpenOptions(batch=2, threads=1)) as b:
-            err = float(np.abs(b.infer(x) - ref).max())
-            assert err <= bounds.get(precision, 2.0), (precision, err)
+            diff = np.abs(b.infer(x) - ref)
+            err = float(diff.max())
+            assert err <= bounds[precision], (precision, err)
+            if precision == "int8":
+                assert float(diff.mean()) <= INT8_MEAN_ERR, float(diff.mean())
     assert len(EngineCache().entries("tiny")) == 3  # side by side
 
 
@@ -449,13 +458,23 @@ def test_torch_cuda_backends(env: Path, name: str, precision: str, bound: float)
 
 
 @needs_trt
-@pytest.mark.parametrize("precision,bound", [("fp32", 1e-3), ("fp16", 1e-2), ("int8", 2.0)])
+@pytest.mark.parametrize("precision,max_err,mean_err", [
+    ("fp32", 1e-3, None), ("fp16", 1e-2, None),
+    # int8 on TensorRT has not been measured (no GPU where this was written): TensorRT 10
+    # calibrates itself and falls back to fp16, so only the mean is bounded, at twice
+    # INT8_MEAN_ERR; a face that is not the generator's is off by a mean of ~0.3.
+    ("int8", None, 2 * INT8_MEAN_ERR)])
 def test_tensorrt_engine_builds_caches_and_matches(env: Path, precision: str,
-                                                   bound: float) -> None:
+                                                   max_err: float | None,
+                                                   mean_err: float | None) -> None:
     folder = env / "calibration" / "tiny"
     x = _sketch_batch()
     with open_backend(folder, backend="tensorrt", precision=precision) as b:
-        assert float(np.abs(b.infer(x) - _reference(env, x)).max()) <= bound
+        diff = np.abs(b.infer(x) - _reference(env, x))
+        if max_err is not None:
+            assert float(diff.max()) <= max_err, float(diff.max())
+        if mean_err is not None:
+            assert float(diff.mean()) <= mean_err, float(diff.mean())
         assert b.infer(torch.from_numpy(x).cuda()).is_cuda
     runtimes = {s.fingerprint.runtime for _, s in EngineCache().entries("tiny")}
     assert "tensorrt" in runtimes
