@@ -45,9 +45,24 @@ def dist_to_polyline(point: np.ndarray, poly: np.ndarray) -> float:
     return float(np.linalg.norm(a + t[:, None] * ab - point, axis=1).min())
 
 
+# script(t) recorded when the script was last changed on purpose (yaw, pitch, roll,
+# jaw_open, blink_left, blink_right, smile, brow_raise, offset_x, offset_y): the synthetic
+# source, its ground truth and the benchmarks that replay it depend on these. At t = 0
+# the formulas give yaw = 6 sin 0.5, pitch = 6 sin 1, roll = 5 sin 2 + 3 sin 0.3.
+RECORDED = {
+    0.0: (2.876553, 5.048826, 5.433048, 0.0, 0.0, 0.0, 0.0, 0.0, 0.025769, 0.017264),
+    0.93: (12.522869, 9.494946, 5.990379, 0.000275, 0.5, 0.5, 0.0, 0.0, 0.037089, 0.001353),
+    3.3: (9.464745, -9.36752, -4.917487, 0.472123, 0.0, 0.0, 0.0, 0.0, 0.026186, -0.013299),
+    7.77: (-6.941696, 0.290616, -1.249606, 0.0, 0.0, 0.0, 0.0, 0.0, -0.039937, -0.014513),
+    11.99: (2.747953, 4.951772, 5.398753, 0.0, 0.0, 0.0, 0.0, 0.0, 0.025608, 0.017369),
+}
+
+
 def test_script_is_deterministic_and_loops() -> None:
-    for t in (0.0, 0.93, 3.3, 7.77, 11.99):
-        assert script(t) == script(t)
+    assert math.isclose(RECORDED[0.0][0], 6 * math.sin(0.5), abs_tol=1e-6)
+    assert math.isclose(RECORDED[0.0][2], 5 * math.sin(2) + 3 * math.sin(0.3), abs_tol=1e-6)
+    for t, expected in RECORDED.items():
+        np.testing.assert_allclose(fields(script(t)), expected, atol=1e-6)
         np.testing.assert_allclose(fields(script(t)), fields(script(t + PERIOD_S)), atol=1e-6)
         np.testing.assert_allclose(fields(script(t)), fields(script(t - 2 * PERIOD_S)),
                                    atol=1e-6)
