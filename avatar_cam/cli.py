@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read the video as fast as possible instead of in real time")
     _add_output_args(run, default_sink="virtualcam")
 
+    from .convert import add_parser as add_convert_parser
+
+    add_convert_parser(sub)
+
     from .calibrate.commands import add_parsers as add_calibrate_parsers
 
     add_calibrate_parsers(sub)  # calibrate, evaluate, metatrain, prepare
@@ -279,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_live(args, args.person, "demo")
         if args.command == "run":
             return _run_live(args, args.person, "run")
+        if args.command == "convert":
+            from .convert import convert_main
+
+            return convert_main(args)
         from .calibrate.commands import HANDLERS
 
         if args.command in HANDLERS:
