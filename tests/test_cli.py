@@ -37,12 +37,17 @@ def _one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> None
 
 
 def test_calibrate_stores_person(tmp_path: Path, astronaut_png: Path) -> None:
+    # From one photo nothing is trained by default (issue 21: no pointless wait).
     proc = _cli(["calibrate", "alice", "--images", str(astronaut_png), "--consent",
-                 "I am Alice and this is my photo", "--owner", "alice", "--no-train"], tmp_path)
+                 "I am Alice and this is my photo", "--owner", "alice"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "calibration" / "alice"
     meta = json.loads((folder / "person.json").read_text())
     assert meta["name"] == "alice" and meta["crop_size"] == 512
+    assert meta["enrollment"]["trained"] is False and "warp renderer" in meta["enrollment"]["why"]
+    assert 0 < meta["enrollment"]["seconds"] < 120
+    assert not (folder / "generator.safetensors").exists()
+    assert "for the warp renderer" in proc.stderr and "--video or --camera" in proc.stderr
     assert meta["owner"] == "alice" and meta["consent"] == "I am Alice and this is my photo"
     assert (folder / "signature.json").is_file()
     assert (folder / "codec_basis.bin").is_file()  # the landmark codec's per-person basis
@@ -57,6 +62,13 @@ def test_calibrate_stores_person(tmp_path: Path, astronaut_png: Path) -> None:
     np.save(folder / "neutral.npy", neutral + 1.0)
     with pytest.raises(ModelError, match="modified after it was signed.*neutral.npy"):
         load_person("alice", tmp_path / "calibration")
+
+
+def test_train_flags_that_cannot_be_met(tmp_path: Path, astronaut_png: Path) -> None:
+    _one_clear_line(_cli(["calibrate", "x", "--images", str(astronaut_png), "--consent",
+                          CONSENT, "--train", "--no-train"], tmp_path), "--train", "pick one")
+    _one_clear_line(_cli(["calibrate", "x", "--video", str(tmp_path / "v.mp4"), "--consent",
+                          CONSENT, "--train"], tmp_path), "--train is for photos")
 
 
 def test_photo_without_face(tmp_path: Path) -> None:

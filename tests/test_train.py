@@ -254,3 +254,19 @@ def test_clip_with_too_few_usable_frames(home: Path, tmp_path: Path,
     with pytest.raises(VideoError, match="does not exist"):
         commands.calibrate(_parse(["calibrate", "x", "--video", str(tmp_path / "no.mp4"),
                                    *FAST]))
+
+
+def test_calibrate_a_clip_with_no_train_enrolls_for_the_warp_renderer(
+        clip_mp4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_CAM_HOME", str(tmp_path))
+    args = _parse(["calibrate", "dora", "--video", str(clip_mp4), "--no-train", *FAST])
+    assert commands.calibrate(args) == 0
+    root = tmp_path / "calibration"
+    assert _leftovers(root) == ["dora"]
+    folder = root / "dora"
+    assert not (folder / "generator.safetensors").exists()
+    meta = json.loads((folder / "person.json").read_text())
+    assert meta["enrollment"] == {"trained": False, "seconds": meta["enrollment"]["seconds"],
+                                  "why": "--no-train"}
+    person = load_person("dora", root)  # signed, with the clip's codec basis
+    assert (folder / "codec_basis.bin").is_file() and person.crop_size == 64
