@@ -189,7 +189,7 @@ class ConvertSink(Sink):
 
         super().__init__(size)
         self.path, self.fps, self.sound, self._taken = path, fps, sound, taken
-        self.provenance = provenance_of(person)
+        self.provenance, self._write_errors = provenance_of(person), WRITE_ERRORS
         try:
             self.recording = Recording(path, size[0], size[1], fps)
         except WRITE_ERRORS as exc:
@@ -199,9 +199,13 @@ class ConvertSink(Sink):
     def _write(self, image: np.ndarray) -> None:
         self._taken()
         n = self.frames_sent
-        self.recording.frame(image, media_ns(n, self.fps))
-        if self.sound is not None:
-            self.sound.feed(self.recording.sound, media_ns(n + 1, self.fps))
+        try:
+            self.recording.frame(image, media_ns(n, self.fps))
+            if self.sound is not None:
+                self.sound.feed(self.recording.sound, media_ns(n + 1, self.fps))
+        except self._write_errors as exc:  # a full disk, a vanished folder
+            raise SinkError(f"cannot write {self.path} after {n} frames ({exc})",
+                            "check the disk has room; the frames so far are kept") from None
 
     def close(self) -> None:
         from .honesty.c2pa_manifest import ManifestError, sign_recording
