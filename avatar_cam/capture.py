@@ -363,9 +363,12 @@ class SyntheticSource(Source):
         return image
 
 
-def _sysfs_info(dev: str) -> tuple[str, bool, int]:
+SYSFS_VIDEO = Path("/sys/class/video4linux")
+
+
+def _sysfs_info(dev: str, sysfs: Path = SYSFS_VIDEO) -> tuple[str, bool, int]:
     """(name, is v4l2loopback, node index) of a /dev/videoN node, read from sysfs."""
-    node = Path("/sys/class/video4linux") / os.path.basename(dev)
+    node = sysfs / os.path.basename(dev)
     try:
         name = (node / "name").read_text().strip()
     except OSError:
@@ -380,17 +383,20 @@ def _sysfs_info(dev: str) -> tuple[str, bool, int]:
     return name, loopback, index
 
 
-def list_cameras(max_index: int = 10) -> list[dict[str, Any]]:
-    """Cameras that look usable: ``{"device", "path", "name", "loopback"}`` each.
+def list_cameras(max_index: int = 10, *, dev: Path = Path("/dev"),
+                 sysfs: Path = SYSFS_VIDEO) -> list[dict[str, Any]]:
+    """Cameras that look usable: ``{"device", "path", "name", "loopback"}`` each; an
+    empty list when there are none.
 
-    On Linux this reads /dev and sysfs only (opening a busy camera can hang); elsewhere
-    it tries indices 0..max_index-1.
+    On Linux this reads ``dev`` (/dev) and ``sysfs`` only (opening a busy camera can
+    hang); elsewhere it tries indices 0..max_index-1.
     """
     cams: list[dict[str, Any]] = []
     if sys.platform.startswith("linux"):
-        for path in sorted(glob.glob("/dev/video*"), key=lambda p: (len(p), p)):
-            suffix = path.removeprefix("/dev/video")
-            name, loopback, index = _sysfs_info(path)
+        prefix = str(dev / "video")
+        for path in sorted(glob.glob(glob.escape(prefix) + "*"), key=lambda p: (len(p), p)):
+            suffix = path.removeprefix(prefix)
+            name, loopback, index = _sysfs_info(path, sysfs)
             # Index 1+ nodes of a UVC camera carry metadata, not pictures.
             if suffix.isdigit() and index == 0:
                 cams.append({"device": int(suffix), "path": path, "name": name,
