@@ -425,7 +425,8 @@ def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # received bundles go here
     common = ["--no-track", "--landmarks-only", "--sink", "null", "--size", "320x240",
               "--resolution", "256", "--duration", "4"]
-    listener = parser.parse_args(["call", "--listen", "28765", *common,
+    # Port 0: the listener takes a free port, and its invitation URL carries it.
+    listener = parser.parse_args(["call", "--listen", "0", *common,
                                   "--stats-json", str(tmp_path / "a.json")])
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(listener.handler(listener)))
