@@ -7,7 +7,7 @@ sketch+warp conditioning calibrate trains (6 input channels); the int8 models ar
 calibrated on the demo identity's conditioning images and every error is measured on the
 other half of them. One extra row set runs the trained demo generator (calibration/demo),
 where the int8 error means something. Every backend is driven through the same interface
-the live pipeline uses (``backends.runtime.Backend.infer``, host numpy in and out; on a
+the live pipeline uses (``backends.base.Backend.infer``, host numpy in and out; on a
 GPU also device-resident). ONNX Runtime gets 2 intra-op threads, torch 2 threads.
 
     .venv/bin/python benchmarks/generator.py [--quick] [--no-readme]
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from _report import HERE, machine, markdown_table, write
 
+from avatar_cam.backends.base import Backend
 from avatar_cam.backends.export import calibration_inputs, export_onnx
 from avatar_cam.backends.ort_backend import OrtBackend
-from avatar_cam.backends.runtime import Backend, unavailable
+from avatar_cam.backends.runtime import unavailable
 from avatar_cam.backends.torch_backend import TorchBackend
 from avatar_cam.model.config import ModelConfig, full_config
 from avatar_cam.model.generator import Generator, count_macs, load_generator

@@ -22,13 +22,14 @@ import pytest
 import torch
 
 from avatar_cam.backends import commands, engines
+from avatar_cam.backends.base import BackendError
 from avatar_cam.backends.cache import (
     EngineCache,
     EngineMismatchError,
     EngineMissingError,
     engines_root,
 )
-from avatar_cam.backends.fingerprint import BackendError, Fingerprint
+from avatar_cam.backends.fingerprint import Fingerprint
 from avatar_cam.backends.renderer import BackendRenderer, open_renderer
 from avatar_cam.backends.runtime import OpenOptions, open_backend
 from avatar_cam.errors import ModelError

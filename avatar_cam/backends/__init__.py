@@ -5,8 +5,9 @@ cache.py           engines/: stamped files, stale/corrupt detection, rebuild or 
 export.py          generator -> ONNX (fp32, fp16 with float32 norms, QDQ int8) + parity
 tensorrt_build.py  offline TensorRT 10/11 builder (timing cache, int8 calibration)
 engines.py         person -> cached ONNX / TensorRT plan (export or build on demand)
-runtime.py         the Backend interface and open_backend (picks the fastest, says why)
-torch_backend.py, ort_backend.py, trt_backend.py   the three runtimes
+base.py            the Backend interface, its TensorSpec and BackendError
+runtime.py         open_backend: picks the fastest runtime, says why (imports the runtimes)
+torch_backend.py, ort_backend.py, trt_backend.py   the three runtimes (import base.py)
 renderer.py        BackendRenderer: landmarks -> face through a backend (pipeline stage)
 commands.py        `avatar-cam build-engine`
 

@@ -18,16 +18,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import AvatarCamError
+from .base import BackendError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STAMP_FORMAT = 1  # bump when the meaning of a field changes
 ANY_DEVICE = "any"  # artifacts that run on every device (ONNX files)
 CPU_DEVICE = "cpu"
-
-
-class BackendError(AvatarCamError):
-    """No inference backend could be opened, or one was asked for that is not available."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .base import Backend, BackendError, TensorSpec
 from .export import INPUT_NAME, OUTPUT_NAME
-from .fingerprint import BackendError
-from .runtime import Backend, TensorSpec
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}

@@ -21,7 +21,8 @@ from ..person import Person
 from ..render.condition import Conditioner, for_folder
 from ..render.neural import GENERATOR_FILE, Infer, checked, has_neural, read_meta
 from ..types import Landmarks
-from .runtime import Backend, OpenOptions, open_backend
+from .base import Backend
+from .runtime import OpenOptions, open_backend
 
 
 def to_uint8(face: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""One interface over every way to run the personalized generator, and the factory that
-picks the fastest one available.
+"""The factory that opens the personalized generator on the fastest way available to run
+it; each way is a ``base.Backend``, so one interface covers them all.
 
     backend = open_backend(person_folder, resolution=None, backend="auto")
     backend.input_spec()   # TensorSpec("cond", (B, C, R, R), "float32", "cpu" | "cuda:0")
@@ -32,13 +32,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from . import engines
+from .base import Backend, BackendError
 from .cache import EngineCache
-from .fingerprint import PRECISIONS, BackendError
+from .fingerprint import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -55,81 +56,6 @@ SUPPORTED = {"tensorrt": PRECISIONS, "onnxruntime-tensorrt": PRECISIONS,
              "onnxruntime-cuda": PRECISIONS, "onnxruntime-cpu": PRECISIONS,
              "torch-cuda-graphs": ("fp32", "fp16"), "torch-cuda": ("fp32", "fp16"),
              "torch-cpu": ("fp32",)}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # numpy dtype name: "float32"
-    device: str  # where the backend keeps it: "cpu" or "cuda:N"
-
-
-class Backend:
-    """Base class: subclasses fill the specs and implement ``_infer_host`` (numpy) and,
-    for GPU backends, ``_infer_device`` (CUDA tensor in, CUDA tensor out)."""
-
-    name = "backend"
-
-    def __init__(self, precision: str, spec_in: TensorSpec, spec_out: TensorSpec) -> None:
-        self.precision = precision
-        self._in, self._out = spec_in, spec_out
-        self.skipped: dict[str, str] = {}  # other candidates -> why not them (open_backend)
-        self.closed = False
-
-    def input_spec(self) -> TensorSpec:
-        return self._in
-
-    def output_spec(self) -> TensorSpec:
-        return self._out
-
-    def infer(self, x: Any) -> Any:
-        """(B, C, R, R) float32 in [0, 1] -> (B, 3, R, R) float32 in [-1, 1]; numpy in,
-        numpy out; torch tensor in, torch tensor out (on the GPU when it came from it)."""
-        if self.closed:
-            raise RuntimeError(f"{self.name} backend is closed")
-        want = self._in.shape
-        if isinstance(x, np.ndarray):
-            if x.shape != want or x.dtype != np.float32:
-                raise ValueError(f"input must be {want} float32, got {x.shape} {x.dtype}")
-            return self._infer_host(x)
-        import torch
-
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"input must be a numpy array or torch tensor, got "
-                            f"{type(x).__name__}")
-        if tuple(x.shape) != want or x.dtype != torch.float32:
-            raise ValueError(f"input must be {want} float32, got {tuple(x.shape)} {x.dtype}")
-        if x.is_cuda:
-            return self._infer_device(x)
-        return torch.from_numpy(self._infer_host(np.ascontiguousarray(x.numpy())))
-
-    def _infer_host(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def _infer_device(self, x: Any) -> Any:
-        # A CPU backend given a CUDA tensor: one copy each way, then back on its device.
-        import torch
-
-        y = self._infer_host(np.ascontiguousarray(x.detach().cpu().numpy()))
-        return torch.from_numpy(y).to(x.device)
-
-    def describe(self) -> str:
-        b, _, r, _ = self._in.shape
-        return f"{self.name} {self.precision} ({r}x{r}, batch {b}, {self._in.device})"
-
-    def close(self) -> None:
-        self.closed = True
-
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-# -- the factory -------------------------------------------------------------------------
 
 
 @dataclass
@@ -188,15 +114,13 @@ def open_backend(person_folder: Path | str, resolution: int | None = None,
     ``backend``: auto | measure | tensorrt | onnxruntime | torch | any candidate name.
     ``precision``: auto | fp32 | fp16 | int8. Raises ModelError when the person has no
     usable generator (no backend can fix that) and BackendError when none opens."""
-    from .engines import find_model
-
     opts = options or OpenOptions()
     if backend not in GROUPS:
         raise BackendError(f"unknown backend {backend!r}",
                            f"use one of {', '.join(sorted(GROUPS))}")
     if precision != "auto" and precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}", "use auto, fp32, fp16 or int8")
-    model = find_model(Path(person_folder), resolution)
+    model = engines.find_model(Path(person_folder), resolution)
     reasons: dict[str, str] = {}
     opened: list[Backend] = []
     for name in GROUPS[backend]:
@@ -266,8 +190,7 @@ def measure(b: Backend, runs: int, warmup: int = 3, device: bool = False) -> lis
 
 
 def _open_one(name: str, model: Any, precision: str, opts: OpenOptions) -> Backend:
-    from . import engines
-
+    # The runtimes load torch, onnxruntime or tensorrt: only the one asked for is imported.
     if name == "tensorrt":
         from .trt_backend import TrtBackend
 

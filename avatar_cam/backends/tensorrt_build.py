@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .fingerprint import PRECISIONS, BackendError
+from .base import BackendError
+from .fingerprint import PRECISIONS
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from ..model.generator import Generator
+from .base import Backend, BackendError, TensorSpec
 from .export import INPUT_NAME, OUTPUT_NAME, half_generator
-from .fingerprint import BackendError
-from .runtime import Backend, TensorSpec
 
 
 class TorchBackend(Backend):

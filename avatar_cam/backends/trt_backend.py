@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .fingerprint import BackendError
-from .runtime import Backend, TensorSpec
+from .base import Backend, BackendError, TensorSpec
 from .tensorrt_build import trt_module
 
 
