@@ -270,9 +270,5 @@ def enroll_text(e: dict[str, Any]) -> str:
                  f"{CLIP_60S * prep['ms_per_frame'] / 1e3:.0f} s. A 60 s clip therefore "
                  f"enrolls in about {total:.0f} s (target <= 180 s): tracking on that CPU, "
                  f"training on the GPU, and {setup[0] if setup else 0:.0f} s of starting and "
-                 "saving as the man's run had. The step is bound by launching its small "
-                 "operations one by one, not by the GPU's arithmetic: counted with torch's "
-                 "profiler (CPU, foreach Adam as on CUDA), a step is ~880 operations "
-                 "without D and ~2,640 with it, the same 1 : 3 as its 32 and 93 ms (about "
-                 "35 us an operation).")
+                 "saving as the man's run had.")
     return text
