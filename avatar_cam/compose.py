@@ -13,10 +13,15 @@ shows. ``blur`` and ``plain`` keep the person (MediaPipe's selfie segmentation o
 photo) sharp, as call apps' background blur does.
 
 ``make_layout`` is the plain square layout (a face square of ``face_height`` of the frame,
-centred, feathered square mask) for driver footage and the sketch view.
+centred, feathered square mask) for driver footage (footage.py) and the receiver's sketch
+view.
 
-Then every frame gets the visible "AI avatar" label (unless turned off) and the invisible
-watermark (always): we make synthetic faces, so every frame says so.
+``Compositor`` then draws the label and embeds the watermark it was given, the mark last
+so it sits on the final pixels. The avatar's output (``live.compositor_for``, and the
+receiver's look of the peer) is given both: the visible "AI avatar" label (unless turned
+off) and the invisible watermark, always, since we make synthetic faces and every frame
+says so. The sketch view gets the label only (a sketch carries no model); driver footage,
+the input of tests and benchmarks, neither.
 """
 
 from __future__ import annotations

@@ -1,18 +1,22 @@
 """Signed personal models: whose model this is, and that nobody changed it.
 
-A model folder (calibration/NAME/: today photos, landmarks and person.json; later
-neural weights) is signed with the user's Ed25519 key. The signature file holds a
-canonical manifest -- the SHA-256 of every other file in the folder, the owner's name,
-the consent statement (verbatim), whether the enrollment verified that a live person was
-in front of the camera (``liveness``: "verified" from `calibrate --camera`, "not
-verified" from a clip or photos; absent in models signed before it was recorded, read
-as "not recorded") with the method, and the public key -- and the signature over it.
-Loading verifies all of it, so a changed, added or removed file, or a manifest edited by hand, fails
-with a ModelError that names what is wrong.
+A model folder (calibration/NAME/: person.json, the photo, crop and neutral landmarks,
+the landmark codec's basis, and when a generator was trained its weights, meta.json
+and the held-out frames) is signed with the user's Ed25519 key, whatever files it
+holds. The signature file holds a canonical manifest -- the SHA-256 of every other file
+in the folder, the owner's name, the consent statement (verbatim), whether the
+enrollment verified that a live person was in front of the camera (``liveness``:
+"verified" from `calibrate --camera`, "not verified" from a clip or photos; absent in
+models signed before it was recorded, read as "not recorded") with the method, and the
+public key -- and the signature over it. Loading verifies all of it, so a changed,
+added or removed file, or a manifest edited by hand, fails with a ModelError that names
+what is wrong.
 
 The key lives in the user's config directory ($AVATAR_CAM_CONFIG, else
 ~/.config/avatar-cam) as identity.key (PEM, PKCS#8, mode 0600), created on first use.
-This module knows nothing of the person format: it signs a folder of files.
+``model_fingerprint`` is the 24 bits of a model the watermark carries (from the
+signature file, so any change to the folder changes it). This module knows nothing of
+the person format: it signs a folder of files.
 """
 
 from __future__ import annotations
