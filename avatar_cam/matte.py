@@ -18,7 +18,6 @@ mirrored copies.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import cv2
@@ -49,14 +48,14 @@ def edge_falloff(side: int, band: float = EDGE_BAND) -> np.ndarray:
 def person_mask(image: np.ndarray, max_side: int = 512) -> np.ndarray | None:
     """(H, W) float32 in [0, 1]: the person in a BGR ``image`` (MediaPipe selfie
     segmentation, general model), or None when MediaPipe finds nobody."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
+    from .tracking import MediaPipeStart, import_mediapipe
 
     h, w = image.shape[:2]
     k = min(1.0, max_side / max(h, w))
     small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))),
                        interpolation=cv2.INTER_AREA) if k < 1.0 else image
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    with MediaPipeStart(), import_mediapipe().solutions.selfie_segmentation \
+            .SelfieSegmentation(model_selection=0) as seg:
         result = seg.process(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
     mask = getattr(result, "segmentation_mask", None)
     if mask is None or not np.isfinite(mask).all() or float(mask.max()) < 0.5:

@@ -8,8 +8,13 @@ module stays cheap for code that only needs the filter.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import math
 import os
+import re
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -277,19 +282,20 @@ class MediaPipeTracker:
         self.min_face_px = float(min_face_px)
         self.max_outside = float(max_outside)
         self.counts: Counter[str] = Counter()
-        # Only quiets mediapipe's C++ logging; must be set before its first import.
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import mediapipe as mp
-
-        self.static = static
-        self._mesh: Any = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        self._start = MediaPipeStart()  # quiet until the graph's first result
+        try:
+            mp = import_mediapipe()
+            self.static = static
+            self._mesh: Any = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+        except BaseException:
+            self._start.release()
+            raise
         # ``smoothing=None`` (or static) smooths nothing, the eyelids included;
         # ``eyelid_smoothing=None`` leaves the lids to the face filter.
         self._filter = (
@@ -309,6 +315,7 @@ class MediaPipeTracker:
         h, w = image.shape[:2]
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         result = self._mesh.process(rgb)
+        self._start.release()
         faces_found = getattr(result, "multi_face_landmarks", None)
         if not faces_found:
             self._lost()
@@ -373,6 +380,7 @@ class MediaPipeTracker:
         return moved > CUT_MOVE or not 1 / CUT_SCALE < ratio < CUT_SCALE or change > CUT_COLOUR
 
     def close(self) -> None:
+        self._start.release()
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
@@ -404,18 +412,20 @@ class HandFinder:
 
     def __init__(self, min_points: int = 3, min_detection_confidence: float = 0.5,
                  wrist_out: float = 0.15, near: float = 0.05) -> None:
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        import mediapipe as mp
-
         from .mesh import FACE_OVAL
 
         self.min_points = min_points
         self.wrist_out = wrist_out
         self.near = near
         self._oval = np.array(FACE_OVAL[:-1], dtype=np.intp)
-        self._hands: Any = mp.solutions.hands.Hands(
-            static_image_mode=True, max_num_hands=2, model_complexity=0,
-            min_detection_confidence=min_detection_confidence)
+        self._start = MediaPipeStart()  # quiet until the graph's first result
+        try:
+            self._hands: Any = import_mediapipe().solutions.hands.Hands(
+                static_image_mode=True, max_num_hands=2, model_complexity=0,
+                min_detection_confidence=min_detection_confidence)
+        except BaseException:
+            self._start.release()
+            raise
 
     def covers(self, image: np.ndarray, face: np.ndarray) -> bool:
         """(H, W, 3) uint8 BGR image and its face's (478, >=2) landmarks in pixels."""
@@ -424,6 +434,7 @@ class HandFinder:
             raise RuntimeError("HandFinder is closed")
         h, w = image.shape[:2]
         result = self._hands.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        self._start.release()
         oval = np.ascontiguousarray(face[self._oval, :2], dtype=np.float32)
         height = max(float(np.ptp(oval[:, 1])), 1.0)
         for hand in getattr(result, "multi_hand_landmarks", None) or []:
@@ -436,6 +447,7 @@ class HandFinder:
         return False
 
     def close(self) -> None:
+        self._start.release()
         if self._hands is not None:
             self._hands.close()
             self._hands = None
@@ -446,3 +458,197 @@ class HandFinder:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+# --- MediaPipe's own log output ---------------------------------------------------------
+# MediaPipe's C++ (absl logging), and TensorFlow Lite under it, write straight to fd 2:
+# "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "WARNING: All log messages
+# before absl::InitializeLog() is called are written to STDERR" and glog-style
+# "W0000 00:00:1796277109.788111   11133 inference_feedback_manager.cc:114] ..." lines, on
+# every command. absl's C++ logging reads no environment variable (GLOG_minloglevel and
+# TF_CPP_MIN_LOG_LEVEL, set all the same for builds that do read them, change nothing in
+# mediapipe 0.10.21), and the lines come from the graph's own threads, from just after a
+# graph is made until its first result. So while a graph starts (made, up to its first
+# process() call) fd 2 goes through a filter thread that drops those lines and passes
+# every other byte on at once, in order: our own messages, tracebacks, MediaPipe's errors
+# (E and F lines) all still show. AVATAR_CAM_VERBOSE=1, or
+# set_mediapipe_logging(verbose=True), shows everything.
+
+VERBOSE_ENV = "AVATAR_CAM_VERBOSE"
+_GLOG = re.compile(rb"[IW]\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] ")  # info and warning only
+_GLOG_HEAD = re.compile(rb"[IW][\d :.]*|[IW]\d{4} [\d:.]+\s+\d+ [^\s\]]*")  # one to come
+_DROPPED = (b"INFO: ", b"VERBOSE: ",
+            b"WARNING: All log messages before absl::InitializeLog() is called")
+_verbose = os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_mediapipe_logging(verbose: bool) -> None:
+    """Show (``verbose=True``) or hide (the default) MediaPipe's and TensorFlow Lite's own
+    log lines, for graphs made from now on; child processes follow (through
+    AVATAR_CAM_VERBOSE). Set it before the first tracker for the environment variables
+    to reach mediapipe's import too."""
+    global _verbose
+    _verbose = bool(verbose)
+    if _verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+
+
+def mediapipe_logging() -> bool:
+    """True when MediaPipe's log lines are shown (see set_mediapipe_logging)."""
+    return _verbose
+
+
+def import_mediapipe() -> Any:
+    """``mediapipe``, imported with its C++ logging turned down unless verbose (the
+    variables count only before its first import; one the user set is kept)."""
+    if not _verbose:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # errors still show
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import mediapipe as mp
+
+    return mp
+
+
+def is_mediapipe_log(line: bytes) -> bool:
+    """True for one of the informational lines MediaPipe's C++ writes to stderr (glog
+    I/W lines, TensorFlow Lite's INFO lines, absl's pre-initialisation warning)."""
+    line = line.lstrip(b"\r")
+    return line.startswith(_DROPPED) or _GLOG.match(line) is not None
+
+
+def _may_become_log(partial: bytes) -> bool:
+    """Could this start of a line still turn out to be a MediaPipe log line?"""
+    return (any(p.startswith(partial) or partial.startswith(p) for p in _DROPPED)
+            or _GLOG_HEAD.fullmatch(partial) is not None
+            or _GLOG.match(partial) is not None)
+
+
+class _StderrFilter:
+    """fd 2 through a pipe whose reader drops MediaPipe's log lines and passes every
+    other byte to the real stderr. stop() puts the real stderr back; the reader then
+    ends at the pipe's end of file (later, if a process forked meanwhile still holds
+    the pipe, until that one exits)."""
+
+    def __init__(self) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        self._real = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._read = read
+        self._pipe = _identity(2)
+        self._owners = 2  # the pump and stop(): the last one closes the real fd copy
+        self._lock = threading.Lock()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True,
+                                             name="mediapipe-log-filter")
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        held = b""
+        try:
+            while data := os.read(self._read, 65536):
+                *lines, held = (held + data).split(b"\n")
+                out = b"".join(line + b"\n" for line in lines if not is_mediapipe_log(line))
+                if held and not _may_become_log(held.lstrip(b"\r")):
+                    out, held = out + held, b""  # a progress bar, a prompt: now
+                self._write(out)
+            if held and not is_mediapipe_log(held):
+                self._write(held)
+        except Exception:  # never lose stderr: pass the rest on unfiltered
+            with contextlib.suppress(OSError):
+                self._write(held)
+                while data := os.read(self._read, 65536):
+                    self._write(data)
+        finally:
+            os.close(self._read)
+            self._release()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._real, view):]
+
+    def _release(self) -> None:
+        with self._lock:
+            self._owners -= 1
+            last = self._owners == 0
+        if last:
+            os.close(self._real)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        if _identity(2) == self._pipe:  # unless someone else has put fd 2 elsewhere since
+            os.dup2(self._real, 2)
+        self._pump_thread.join(timeout=1.0)  # normally at once: our pipe end is gone
+        self._release()
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_filter: _StderrFilter | None = None
+_filter_users = 0
+_filter_lock = threading.RLock()  # RLock: release() may run from __del__, in a GC
+
+
+@atexit.register
+def _stop_filter() -> None:
+    """At exit (after an uncaught exception's traceback went into the pipe) the filter
+    hands everything on and stderr is put back, even for a graph that never ran."""
+    global _filter, _filter_users
+    with _filter_lock:
+        if _filter is not None:
+            _filter.stop()
+            _filter, _filter_users = None, 0
+
+
+class MediaPipeStart:
+    """Held while a MediaPipe graph starts: MediaPipe's log lines are dropped from stderr
+    (unless verbose) until release(), which is idempotent; several may be held at once,
+    from any threads. Also a context manager."""
+
+    def __init__(self) -> None:
+        global _filter, _filter_users
+        self._held = False
+        if _verbose:
+            return
+        with _filter_lock:
+            if _filter is None:
+                try:
+                    _filter = _StderrFilter()
+                except OSError:  # no fd 2 to filter (closed): nothing to quiet
+                    return
+            _filter_users += 1
+            self._held = True
+
+    def release(self) -> None:
+        global _filter, _filter_users
+        if not self._held:  # the common case: every frame after the first
+            return
+        with _filter_lock:
+            if not self._held:
+                return
+            self._held = False
+            _filter_users -= 1
+            if _filter_users == 0 and _filter is not None:
+                _filter.stop()
+                _filter = None
+
+    def __enter__(self) -> MediaPipeStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release()

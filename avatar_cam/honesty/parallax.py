@@ -160,18 +160,26 @@ class Outliner:
     model ships in the pinned wheel), one graph kept open for a stream of frames."""
 
     def __init__(self) -> None:
-        import mediapipe as mp
+        from ..tracking import MediaPipeStart, import_mediapipe
 
-        self._seg: Any = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._start = MediaPipeStart()  # its log lines dropped until the first result
+        try:
+            self._seg: Any = import_mediapipe().solutions.selfie_segmentation \
+                .SelfieSegmentation(model_selection=0)
+        except BaseException:
+            self._start.release()
+            raise
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         result = self._seg.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        self._start.release()
         m = result.segmentation_mask
         if m is None:
             return np.zeros(image.shape[:2], bool)
         return np.asarray(m) > 0.5
 
     def close(self) -> None:
+        self._start.release()
         self._seg.close()
 
     def __enter__(self) -> Outliner:
