@@ -2,8 +2,11 @@
 ``HandFinder``, MediaPipe's hand model (shipped in its wheel), which says whether a hand
 covers a face (enrollment must not take such a frame as the person's photo).
 
-mediapipe is imported only here, and only when a tracker is built, so importing this
-module stays cheap for code that only needs the filter.
+mediapipe is imported only through ``import_mediapipe()`` here (matte.py and
+honesty/parallax.py use it too), and only when a graph is built, so importing this
+module stays cheap for code that only needs the filter. MediaPipe's own C++ log lines
+are kept off stderr unless ``set_mediapipe_logging(True)`` (or AVATAR_CAM_VERBOSE=1):
+see the section at the end.
 """
 
 from __future__ import annotations
