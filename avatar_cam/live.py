@@ -1,16 +1,17 @@
 """Turn run options into wired stages: the one place that knows which classes to build.
 
-The CLI, the benchmarks and the tests all build pipelines through here, so what they
-measure is what users run.
+The CLI, the embedding API (``avatar_cam.Avatar``, ``avatar_cam.Stream``), the
+benchmarks and the tests all build their stages through here (``build_stages``,
+``build_pipeline``), so what they measure is what users run.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,15 +20,65 @@ from .compose import Compositor, Layout, frame_layout
 from .drive import Adapter
 from .errors import ModelError
 from .expression import resting_face
-from .framing import Framer, FramingConfig
+from .framing import Framer, FramingConfig, Placement
 from .honesty.label import Label
 from .honesty.signing import model_fingerprint
 from .honesty.watermark import Watermarker, make_payload, minute_now
 from .person import Person
-from .pipeline import Pipeline
+from .pipeline import Pipeline, Stats
 from .render.warp import WarpRenderer
 from .sinks import open_sink
-from .types import AvatarFrame, Landmarks
+from .types import AvatarFrame, Frame, Landmarks
+
+if TYPE_CHECKING:
+    from .tracking import MediaPipeTracker
+
+log = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    """What the pipeline reads: ``read()`` a frame until it raises
+    ``pipeline.SourceEndedError`` (a finite source's end), then ``close()``. The sources in
+    ``capture`` (webcam, video file, synthetic driver) are ones."""
+
+    @property
+    def fps(self) -> float: ...
+
+    def read(self) -> Frame: ...
+    def close(self) -> None: ...
+
+
+class FrameSink(Protocol):
+    """Where output frames go (``sinks``: virtual camera, file, window, null; a WebRTC
+    frame slot)."""
+
+    def send(self, frame: AvatarFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+class FaceRenderer(Protocol):
+    """Landmarks in -> the face square out, (R, R, 3) uint8 BGR (warp or neural)."""
+
+    def render(self, lm: Landmarks) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class LandmarkTapLike(Protocol):
+    """Renderer, compositor and sink in one (webrtc.tracks.LandmarkTap): it sends the
+    driven landmarks on instead of drawing them."""
+
+    def render(self, lm: Landmarks) -> np.ndarray: ...
+    def compose(self, face: np.ndarray, seq: int, t_capture_ns: int, face_found: bool = True,
+                placement: Placement | None = None) -> AvatarFrame: ...
+    def send(self, frame: AvatarFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+class Voice(Protocol):
+    """Sound that follows the picture (``audio.relay.VoiceRelay``)."""
+
+    def pump(self) -> bool: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,57 +129,164 @@ def open_source(camera: str | None, video: Path | None, fps: float, loop: bool,
     return WebcamSource(device, width=size[0], height=size[1], fps=fps)
 
 
-def build_pipeline(person: Person, source: Any, sink: str | Any, opts: LiveOptions,
-                   on_frame: Callable[[AvatarFrame], None] | None = None,
-                   voice: Any = None) -> Pipeline:
-    """Wire every stage for ``person``; the caller runs it (and it closes nothing itself).
-    ``sink``: a spec for sinks.open_sink (virtualcam, file:PATH, ...) or a sink object.
-    The renderer opens first: a person without the model asked for is the likeliest
-    error, and it is reported before MediaPipe starts (and logs over it). Stages opened
-    before a failure are closed."""
-    opened: list[Any] = [open_renderer(person, opts)]
+@dataclass(frozen=True)
+class Stages:
+    """The stages between a source and a sink, built for one person and one set of
+    options: what the live pipeline runs and what ``avatar_cam.Avatar`` calls frame by
+    frame. ``tracker`` is None when the source's own landmarks drive (``track=False``)."""
+
+    renderer: FaceRenderer
+    tracker: MediaPipeTracker | None
+    adapter: Adapter
+    framer: Framer
+    compositor: Compositor
+
+    def close(self) -> None:
+        """Close every stage, the last built first (see ``close_stages``)."""
+        close_stages([self.compositor, self.framer, self.adapter, self.tracker,
+                      self.renderer])
+
+
+def build_stages(person: Person, opts: LiveOptions) -> Stages:
+    """Every stage for ``person`` between source and sink. The renderer opens first: a
+    person without the model asked for is the likeliest error, and it is reported before
+    MediaPipe starts (and logs over it). Stages opened before a failure are closed."""
+    renderer = open_renderer(person, opts)
+    tracker: MediaPipeTracker | None = None
     try:
         tracker = tracker_for(opts)
-        opened.append(tracker)
         adapter = adapter_for(person, opts)
         layout = avatar_layout(person, opts)
         framer = framer_for(person, layout, opts)
-        compositor = Compositor(layout, label=label_for(opts),
-                                **watermark_for(person, opts.out_size))
-        opened.append(compositor)
+        compositor = compositor_for(person, layout, opts)
+    except BaseException:
+        close_stages([tracker, renderer])
+        raise
+    return Stages(renderer, tracker, adapter, framer, compositor)
+
+
+def build_pipeline(person: Person, source: FrameSource, sink: str | FrameSink,
+                   opts: LiveOptions, on_frame: Callable[[AvatarFrame], None] | None = None,
+                   voice: Voice | None = None) -> Pipeline:
+    """Wire every stage for ``person`` (``build_stages``); the caller runs it and closes
+    it (``close_all``, or ``LiveRun`` does both). On a failure here only the stages it
+    opened are closed. ``sink``: a spec for sinks.open_sink (virtualcam, file:PATH, ...)
+    or a sink object."""
+    stages = build_stages(person, opts)
+    try:
         if isinstance(sink, str):
             sink = open_sink(sink, opts.out_size[0], opts.out_size[1], opts.fps, person)
     except BaseException:
-        _close_opened(opened)
+        stages.close()
         raise
-    return Pipeline(source, tracker, adapter, opened[0], compositor, sink, fps=opts.fps,
-                    frames=opts.frames, pace=opts.pace, on_frame=on_frame, framer=framer,
-                    voice=voice)
+    # pipeline._Source declares fps a settable attribute, which the sources' read-only
+    # fps (a property) does not satisfy for mypy; it is never set. Remove the two ignores
+    # once pipeline.py declares it read-only.
+    return Pipeline(source, stages.tracker, stages.adapter,  # type: ignore[arg-type]
+                    stages.renderer, stages.compositor, sink, fps=opts.fps, frames=opts.frames,
+                    pace=opts.pace, on_frame=on_frame, framer=stages.framer, voice=voice)
 
 
-def build_landmark_pipeline(person: Person, source: Any, tap: Any,
+class LiveRun:
+    """One run of the live pipeline, as `avatar-cam run` runs it: ``source`` through
+    every stage (``build_pipeline``) into ``sink``. It owns ``source`` and ``voice`` from
+    here on: they close with the rest, also when building fails. ``run()`` blocks until
+    the source ends, ``opts.frames`` were sent, ``stop()`` (from any thread) or Ctrl-C,
+    then closes everything."""
+
+    def __init__(self, person: Person, source: FrameSource, sink: str | FrameSink,
+                 opts: LiveOptions, *, on_frame: Callable[[AvatarFrame], None] | None = None,
+                 voice: Voice | None = None) -> None:
+        self.person, self.options = person, opts
+        try:
+            self.pipeline = build_pipeline(person, source, sink, opts, on_frame=on_frame,
+                                           voice=voice)
+        except BaseException:
+            close_stages([voice, source])
+            raise
+        self._closed = False
+
+    @property
+    def stats(self) -> Stats:
+        """The run's counters and timings, live while it runs."""
+        return self.pipeline.stats
+
+    def run(self) -> Stats:
+        try:
+            return self.pipeline.run()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close_all(self.pipeline)
+
+    def summary(self) -> dict[str, Any]:
+        """``stats.summary()`` and what drew the frames: the renderer, its backend (name,
+        precision, the candidates skipped and why) for the neural one, the resolution,
+        whether MediaPipe tracked, the label (the watermark is always on)."""
+        out = self.stats.summary()
+        backend = getattr(self.pipeline.renderer, "backend", None)
+        if backend is not None:
+            out["backend"] = {"name": backend.name, "precision": backend.precision,
+                              "skipped": dict(backend.skipped)}
+        out.update(renderer=renderer_kind(self.person, self.options.renderer),
+                   resolution=self.options.resolution, tracked=self.options.track,
+                   label=self.options.label, watermark=True)
+        return out
+
+    def __enter__(self) -> LiveRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_landmark_pipeline(person: Person, source: FrameSource, tap: LandmarkTapLike,
                             opts: LiveOptions) -> Pipeline:
     """The landmark-only sender: the driven landmarks go to ``tap`` (renderer, compositor
     and sink in one: webrtc.tracks.LandmarkTap), unframed: the receiver frames them
     itself. No renderer is built."""
     tracker = tracker_for(opts)
-    return Pipeline(source, tracker, adapter_for(person, opts), tap, tap, tap, fps=opts.fps,
+    # (the ignore: see build_pipeline)
+    return Pipeline(source, tracker,  # type: ignore[arg-type]
+                    adapter_for(person, opts), tap, tap, tap, fps=opts.fps,
                     frames=opts.frames, pace=opts.pace)
 
 
-def _close_opened(stages: list[Any]) -> None:
-    for stage in reversed(stages):
-        if stage is not None:
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_stages(stages: list[_Closable | None]) -> None:
+    """Close each stage in order (None skipped). Closing must reach every stage even if
+    one fails: a failure is logged with its exception, never raised."""
+    for stage in stages:
+        if stage is None:
+            continue
+        try:
             stage.close()
+        except Exception:
+            log.warning("closing the %s failed", type(stage).__name__, exc_info=True)
 
 
-def tracker_for(opts: LiveOptions) -> Any:
-    """MediaPipe, unless the source's own landmarks drive (``track=False``). A face under
-    40 px tall or mostly off the picture drives nothing: the avatar holds, then eases to
-    rest, as when no face is found (counted in the stats)."""
+def tracker_for(opts: LiveOptions) -> MediaPipeTracker | None:
+    """The live tracker (``live_tracker``), unless the source's own landmarks drive
+    (``track=False``)."""
+    return live_tracker() if opts.track else None
+
+
+def live_tracker() -> MediaPipeTracker:
+    """MediaPipe in video mode, smoothed. A face under 40 px tall or mostly off the
+    picture drives nothing: the avatar holds, then eases to rest, as when no face is found
+    (counted in the stats)."""
     from .tracking import MediaPipeTracker
 
-    return MediaPipeTracker(min_face_px=40, max_outside=0.25) if opts.track else None
+    return MediaPipeTracker(min_face_px=40, max_outside=0.25)
 
 
 def adapter_for(person: Person, opts: LiveOptions) -> Adapter:
@@ -168,7 +326,7 @@ def renderer_kind(person: Person, requested: str) -> str:
     return requested
 
 
-def open_renderer(person: Person, opts: LiveOptions) -> Any:
+def open_renderer(person: Person, opts: LiveOptions) -> FaceRenderer:
     """The face renderer: the neural generator (at its own resolution; the compositor
     rescales) or the warp renderer at ``opts.resolution``."""
     if renderer_kind(person, opts.renderer) == "neural":
@@ -199,7 +357,17 @@ def label_for(opts: LiveOptions, owner: str | None = None,
     return Label(opts.label_corner, opts.label_size, text="AI avatar (not verified)")
 
 
-def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Watermark:
+    """The invisible mark of one model: ``marker`` embeds it, ``payload()`` gives its
+    current payload (this model's fingerprint and the current minute), the two arguments
+    of ``compose.Compositor`` for it."""
+
+    marker: Watermarker
+    payload: Callable[[], int]
+
+
+def watermark_for(person: Person, out_size: tuple[int, int]) -> Watermark:
     """The marker and its payload: this model's fingerprint and the current minute."""
     fingerprint = model_fingerprint(person.folder)
     marker = Watermarker(make_payload(fingerprint, minute_now()))
@@ -208,14 +376,20 @@ def watermark_for(person: Person, out_size: tuple[int, int]) -> dict[str, Any]:
     def payload() -> int:
         return make_payload(fingerprint, minute_now())
 
-    return {"marker": marker, "payload": payload}
+    return Watermark(marker, payload)
+
+
+def compositor_for(person: Person, layout: Layout, opts: LiveOptions,
+                   owner: str | None = None, liveness: str | None = None) -> Compositor:
+    """The compositor for ``layout``: the visible label (``label_for``: ``owner`` and
+    ``liveness`` where a receiver draws someone else) and, always, the watermark."""
+    mark = watermark_for(person, opts.out_size)
+    return Compositor(layout, label=label_for(opts, owner, liveness), marker=mark.marker,
+                      payload=mark.payload)
 
 
 def close_all(pipeline: Pipeline) -> None:
-    """Close every stage of a pipeline, the sink and the source last-in first-out."""
-    for stage in (pipeline.voice, pipeline.sink, pipeline.compositor, pipeline.renderer,
-                  pipeline.framer, pipeline.adapter, pipeline.tracker, pipeline.source):
-        if stage is not None:
-            # closing must reach every stage even if one fails
-            with contextlib.suppress(Exception):
-                stage.close()
+    """Close every stage of a pipeline, the sink and the source last-in first-out; what a
+    stage raises on closing is logged (``close_stages``), and the others still close."""
+    close_stages([pipeline.voice, pipeline.sink, pipeline.compositor, pipeline.renderer,
+                  pipeline.framer, pipeline.adapter, pipeline.tracker, pipeline.source])

@@ -407,6 +407,7 @@ def main() -> None:
     # a receiver does (remote_look), here forced to neural, after recording what a live
     # receiver on this machine would pick at 30 fps (and why).
     sender = live.open_renderer(person, live.LiveOptions(out_size=OUT, resolution=RESOLUTION))
+    assert isinstance(sender, BackendRenderer), "the demo identity draws with its generator"
     choice = person_look(person, OUT, RESOLUTION, fps=FPS)
     choice.renderer.close()
     look = person_look(person, OUT, RESOLUTION, prefer="neural")

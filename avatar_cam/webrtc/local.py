@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDataChannel
 
@@ -26,14 +26,17 @@ from .options import PeerOptions, workers
 from .tracks import AvatarVideoTrack, FrameSlot, LandmarkTap
 from .voice import VoiceOut
 
+if TYPE_CHECKING:
+    from ..live import FrameSource, LiveOptions
+
 MAX_LANDMARK_BACKLOG = 4096  # bytes queued on a channel beyond which packets are stale
 
 
 class LocalAvatar:
     """The local avatar, produced once by the live pipeline and shared by every peer."""
 
-    def __init__(self, person: Person, source: object, live_opts: Any, opts: PeerOptions,
-                 basis: ExpressionBasis | None = None, mic: Any = None) -> None:
+    def __init__(self, person: Person, source: FrameSource, live_opts: LiveOptions,
+                 opts: PeerOptions, basis: ExpressionBasis | None = None, mic: Any = None) -> None:
         from .. import live
 
         self.person = person

@@ -29,10 +29,9 @@ from ..framing import Framer
 from ..live import (
     LiveOptions,
     avatar_layout,
+    compositor_for,
     framer_for,
-    label_for,
     open_renderer,
-    watermark_for,
 )
 from ..person import Person
 from ..render.neural import has_neural
@@ -93,8 +92,7 @@ def person_look(person: Person, out_size: tuple[int, int], resolution: int, *,
     # Every frame we make says it is synthetic, here too, and whose model it is.
     owner = person.owner.name if person.owner is not None else None
     liveness = person.owner.liveness if person.owner is not None else None
-    compositor = Compositor(layout, label=label_for(opts, owner, liveness),
-                            **watermark_for(person, out_size))
+    compositor = compositor_for(person, layout, opts, owner, liveness)
     framer = framer_for(person, layout, opts)
     kind, renderer, reason, runtime, ms = _choose(person, opts, compositor, prefer)
     look = RemoteLook(renderer, compositor, framer, kind, reason, runtime, ms)
