@@ -4,6 +4,7 @@ and a decoder fed arbitrary bytes. No network: packets are handed over directly.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from avatar_cam import mesh, motion
-from avatar_cam.person import load_person
+from avatar_cam.person import Person, load_person
 from avatar_cam.webrtc.basis import ExpressionBasis, load_basis, save_basis
 from avatar_cam.webrtc.codec import (
     HEADER_BYTES,
@@ -59,7 +60,7 @@ def _error_iod(basis: ExpressionBasis, q: np.ndarray, truth: np.ndarray) -> floa
 
 
 def test_analyze_synthesize_inverts_pose_and_expression(basis: ExpressionBasis,
-                                                        person) -> None:  # type: ignore[no-untyped-def]
+                                                        person: Person) -> None:
     m = motion.Motion(yaw=18, pitch=-7, roll=9, jaw_open=0.8, smile=0.5, offset_x=0.05)
     points = motion.animate(person.neutral, m)
     params = basis.analyze(points)
@@ -283,3 +284,48 @@ def test_jitter_buffer_adapts_its_delay_to_the_link() -> None:
         jb.push(seq, t, np.array([t]), now_ms=t + 2)
         jb.sample(t + 40)
     assert jb.delay_ms == pytest.approx(50)
+
+
+def test_the_call_basis_codes_about_the_live_adapters_rest_face(single_face_mp4: Path) -> None:
+    """basis_for recentres the person's basis on the resting face the live adapter drives
+    (the demo photo smiles; the rest face does not), so a real driver's frames cost fewer
+    coefficient steps and decode closer to what the sender drew."""
+    import cv2
+
+    from avatar_cam.expression import resting_face
+    from avatar_cam.live import LiveOptions, adapter_for
+    from avatar_cam.tracking import MediaPipeTracker
+    from avatar_cam.types import Frame
+    from avatar_cam.webrtc.enroll import basis_for
+
+    person = load_person("demo")
+    saved = load_basis(person.folder)
+    assert saved is not None
+    call = basis_for(person.neutral, person.crop_size, person.folder)
+    assert call.digest != saved.digest and np.array_equal(call.components, saved.components)
+    assert ExpressionBasis.from_bytes(call.to_bytes()).digest == call.digest
+    rest = resting_face(person.neutral)
+    # The rest face codes as the neutral did, and comes back as closely.
+    assert np.allclose(call.analyze(rest)[7:], saved.analyze(person.neutral)[7:], atol=1e-3)
+    back = {name: float(np.linalg.norm((b.synthesize(b.analyze(face)) - face)[:, :2],
+                                       axis=1).mean())
+            for name, b, face in (("rest", call, rest), ("neutral", saved, person.neutral),
+                                  ("rest before", saved, rest))}
+    assert back["rest"] < back["neutral"] + 0.05 < back["rest before"], back
+    adapter = adapter_for(person, LiveOptions())
+    cap = cv2.VideoCapture(str(single_face_mp4))
+    errors: dict[str, list[float]] = {"saved": [], "call": []}
+    steps: dict[str, list[float]] = {"saved": [], "call": []}
+    with MediaPipeTracker() as tracker:
+        for n in range(45):
+            ok, image = cap.read()
+            assert ok
+            lm = tracker.track(Frame(n, int(n * 1e9 / FPS), image))
+            points = adapter.drive(lm, n, int(n * 1e9 / FPS)).points
+            for name, b in (("saved", saved), ("call", call)):
+                q, _ = b.quantize(b.analyze(points))
+                errors[name].append(_error_iod(b, q, points))
+                steps[name].append(float(np.abs(q[7:]).sum()))
+    cap.release()
+    assert np.mean(errors["call"]) < 0.6 * np.mean(errors["saved"]), errors
+    assert np.mean(steps["call"]) < np.mean(steps["saved"])

@@ -182,7 +182,6 @@ def test_latency_series_is_bounded_and_its_percentiles_hold() -> None:
 # -- the soak's short version: 2 minutes, the same faults, outages every 20 s ------------
 
 SOAK_S = 120.0
-LINK_COST_DB = 1.5  # 5 % loss and 80 ms jitter cost about 1.0 dB here (basis 34.1, drawn 33.1)
 RSS_BOUND_MB = 5.0  # over the 90 s after warm-up: a leak of a frame or of 1 s of sound a
 # second (230 KB/s, 96 KB/s) exceeds it; the hour's budget is RSS_GROWTH_MB
 
@@ -240,12 +239,9 @@ def test_soak_call_keeps_quality_and_voice(soak_call: dict[str, Any]) -> None:
     a = soak_call["assessment"]
     q = a["psnr_db"]
     assert q["samples"] >= 20
-    # What the bad link costs: the receiver's picture against the best a lossless link could
-    # give, the sender's points through the codec's basis, same frames. The issue's absolute
-    # target (soak.PSNR_DB) is assessed by the benchmark (quality_ok) and missed on this
-    # real driver by the basis itself (about 34 dB with no link at all), not by the link:
-    # benchmarks/README.md and the issue note record it; this asserts the link's share.
-    assert q["basis_only_steady"] - q["mean_steady"] <= LINK_COST_DB, q
+    # The issue's target at 5 % loss; the codec's basis alone (no link) is the ceiling.
+    assert q["mean_steady"] >= soak.PSNR_DB, q
+    assert q["mean_steady"] <= q["basis_only_steady"] + 0.5, q
     assert a["quality_ok"] == (q["mean_steady"] >= soak.PSNR_DB)
     # the recording speaker heard the bursts, timed against the picture
     assert a["av_offset_ms_steady"]["n"] >= 30, a["av_offset_ms_steady"]

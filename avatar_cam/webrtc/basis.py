@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -161,6 +161,24 @@ class ExpressionBasis:
         r = rotation_matrix(x[:3])
         out = s * ((shape - c) @ r.T) + c + x[4:7] * self.iod
         return out.astype(np.float32)
+
+    def recentred(self, rest: np.ndarray) -> ExpressionBasis:
+        """This basis coding expressions about ``rest`` instead of about the neutral.
+
+        The mean residual moves by ``rest``'s own (pose undone), so a sender whose adapter
+        rests on ``rest`` (the photo's smile or open mouth taken out: live.adapter_for)
+        spends no coefficients on holding that offset, which the components, learned
+        about the neutral, describe poorly. Components, steps and limits are kept; the
+        bytes change, so the digest (and every packet's tag) does too: the receiver
+        decodes with the bytes it is sent. Round-tripped through its bytes, as
+        ``basis_for`` returns it."""
+        check_points(rest)
+        n = self.neutral.astype(np.float64)
+        p = rest.astype(np.float64)
+        s, r, t = fit_pose(n, p)
+        offset = ((p - t) @ r / s - n).reshape(-1) / self.iod
+        moved = replace(self, mean=(self.mean + offset).astype(np.float32), _cache={})
+        return ExpressionBasis.from_bytes(moved.to_bytes())
 
     def quantize(self, params: np.ndarray) -> tuple[np.ndarray, int]:
         """Integers (7 + K,) int64 within the limits, and how many values were clamped."""

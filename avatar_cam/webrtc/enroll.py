@@ -196,15 +196,20 @@ def _orders(basis: ExpressionBasis, sequences: list[np.ndarray] | None,
 
 
 def basis_for(neutral: np.ndarray, crop_size: int, folder: Path | None = None) -> ExpressionBasis:
-    """The person's saved basis if ``folder`` has one, else one learned now (in memory).
+    """The basis a call's sender codes with: the person's saved basis if ``folder`` has
+    one, else one learned now (in memory), recentred on the resting face the live
+    adapter drives (``expression.resting_face``: the photo's smile or open mouth taken
+    out), since that, not the photo's face, is what a neutral driver sends.
 
     Always returned as parsed from its own bytes, so the sender encodes with exactly
     the numbers the receiver decodes with.
     """
+    from ..expression import resting_face
+
     basis = load_basis(folder) if folder is not None else None
     if basis is None:
         basis = learn_basis(neutral, (crop_size, crop_size))
-    return ExpressionBasis.from_bytes(basis.to_bytes())
+    return basis.recentred(resting_face(neutral))
 
 
 def enroll_basis(person: Person, seconds: float = 20.0) -> Path:
