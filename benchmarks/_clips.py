@@ -51,7 +51,7 @@ from avatar_cam.calibrate.dataset import (
     split,
 )
 from avatar_cam.calibrate.photo import ranking
-from avatar_cam.calibrate.train import TrainConfig
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.model.config import ModelConfig
 
 PREPARED = "prep3"  # in cache names; bumped when prepare_clip's output changes

@@ -36,15 +36,8 @@ from _report import machine
 from avatar_cam.calibrate.batches import Batches, default_workers
 from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_scanned, read_video, split
 from avatar_cam.calibrate.evaluate import evaluate_clip
-from avatar_cam.calibrate.train import (
-    TrainConfig,
-    cond_tensor,
-    fit,
-    new_models,
-    pick_device,
-    to_tensor,
-    train_step,
-)
+from avatar_cam.calibrate.train import fit, new_models, train_step
+from avatar_cam.calibrate.train_common import TrainConfig, cond_tensor, pick_device, to_tensor
 from avatar_cam.model.config import ModelConfig
 from avatar_cam.model.generator import load_generator, save_generator
 from avatar_cam.render.condition import Conditioner

@@ -23,7 +23,7 @@ from _report import machine
 
 from avatar_cam.calibrate.dataset import widen_photos
 from avatar_cam.calibrate.metatrain import metatrain, prepare_dataset
-from avatar_cam.calibrate.train import TrainConfig
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.model.config import ModelConfig
 
 LOOKS = (lambda c: c, lambda c: np.ascontiguousarray(c[:, :, [1, 2, 0]]),

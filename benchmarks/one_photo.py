@@ -63,7 +63,7 @@ def enrollment(steps: int) -> dict[str, Any]:
     """Part (a): the default and ``--train`` for ``steps`` steps, each in a fresh home."""
     import skimage.data
 
-    from avatar_cam.calibrate.train import TrainConfig
+    from avatar_cam.calibrate.train_common import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "astronaut.png"

@@ -74,7 +74,8 @@ from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_v
 from avatar_cam.calibrate.evaluate import evaluate_clip
 from avatar_cam.calibrate.novelty import rest_in_training
 from avatar_cam.calibrate.scenes import find as find_scenes
-from avatar_cam.calibrate.train import TrainConfig, fit
+from avatar_cam.calibrate.train import fit
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.model.config import ModelConfig, full_config
 from avatar_cam.model.generator import Generator, count_macs
 from avatar_cam.render.condition import Conditioner

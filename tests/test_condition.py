@@ -12,7 +12,7 @@ import pytest
 
 from avatar_cam import motion
 from avatar_cam.calibrate.batches import augment, conditions
-from avatar_cam.calibrate.train import TrainConfig
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.errors import ModelError
 from avatar_cam.person import load_person
 from avatar_cam.raster import rasterize

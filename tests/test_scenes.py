@@ -15,7 +15,8 @@ from avatar_cam.calibrate import batches as batches_mod
 from avatar_cam.calibrate.batches import Batches
 from avatar_cam.calibrate.dataset import Clip, split
 from avatar_cam.calibrate.scenes import Scenes, by_scene, find, starts
-from avatar_cam.calibrate.train import TrainConfig, fit
+from avatar_cam.calibrate.train import fit
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.model.config import tiny_config
 from avatar_cam.render.condition import Conditioner
 

@@ -15,7 +15,8 @@ import torch
 
 from avatar_cam.calibrate import commands
 from avatar_cam.calibrate.dataset import Clip, split
-from avatar_cam.calibrate.train import TrainConfig, fit
+from avatar_cam.calibrate.train import fit
+from avatar_cam.calibrate.train_common import TrainConfig
 from avatar_cam.errors import ModelError, NoFaceError, VideoError
 from avatar_cam.footage import Footage
 from avatar_cam.model import losses

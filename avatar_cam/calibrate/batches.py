@@ -38,7 +38,7 @@ from ..render.condition import Conditioner, Reference
 if TYPE_CHECKING:
     from .dataset import Clip
     from .scenes import Scenes
-    from .train import TrainConfig
+    from .train_common import TrainConfig
 
 
 @dataclass(frozen=True)

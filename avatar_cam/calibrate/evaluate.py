@@ -34,7 +34,7 @@ from ..render.condition import Conditioner
 from ..render.neural import Infer, NeuralRenderer
 from ..types import Frame
 from .dataset import Clip, load_clip, prepare_clip, read_video
-from .train import to_tensor
+from .train_common import to_tensor
 
 MAX_FRAMES = 400  # a longer clip is subsampled evenly
 

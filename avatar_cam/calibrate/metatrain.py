@@ -43,7 +43,7 @@ from ..model.embedder import Embedder
 from ..model.generator import Generator, Projection
 from ..raster import RASTER_VERSION
 from .dataset import prepare_clip, read_video, save_clip
-from .train import TrainConfig, autocast, cond_tensor, pick_device, sketches, to_tensor
+from .train_common import TrainConfig, autocast, cond_tensor, pick_device, sketches, to_tensor
 
 META_FORMAT = "avatar-cam-meta-1"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")

@@ -25,7 +25,7 @@ import torch
 from ..model import losses
 from .dataset import Clip
 from .evaluate import face_mask
-from .train import to_tensor
+from .train_common import pick_device, to_tensor
 
 NEAR = 16  # training frames compared in full per held-out frame
 LOW = 0.8  # below this the held-out score says more about the slice than the face
@@ -66,8 +66,6 @@ def rest_in_training(train: Clip, test: Clip, near: int = NEAR, most: int | None
 def judge(train: Clip, test: Clip, device: str, log: logging.Logger) -> float:
     """``rest_in_training``'s mean on up to 64 held-out frames, for calibrate: logged, with
     a warning when the held-out slice shows something training does not."""
-    from .train import pick_device
-
     seen = round(rest_in_training(train, test, most=64,
                                   device=str(pick_device(device)))["mean"], 3)
     log.info("held-out slice: outside the face, the training frames match it at %.2f at "
