@@ -121,7 +121,7 @@ def model_config(args: argparse.Namespace) -> Any:
 
 
 def train_config(args: argparse.Namespace) -> Any:
-    from .train import TrainConfig
+    from .train_common import TrainConfig
 
     return TrainConfig(steps=args.steps, batch=args.batch, eval_every=args.eval_every,
                        patience=args.patience, preview_every=args.preview_every,
