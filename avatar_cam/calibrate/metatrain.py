@@ -42,6 +42,7 @@ from ..model.discriminator import Discriminator
 from ..model.embedder import Embedder
 from ..model.generator import Generator, Projection
 from ..raster import RASTER_VERSION
+from ..render.condition import Conditioner
 from .dataset import prepare_clip, read_video, save_clip
 from .train_common import TrainConfig, autocast, cond_tensor, pick_device, sketches, to_tensor
 
@@ -177,8 +178,6 @@ def load_meta(path: Path, resolution: int | None = None) -> Meta:
 def warped(frames: np.ndarray, pts: np.ndarray, shots: int, dev: torch.device) -> torch.Tensor:
     """For a sketch+warp generator: each episode's first shot (its "photo") warped onto
     the target frame's landmarks, (B, 3, R, R) in [0, 1]."""
-    from ..render.condition import Conditioner
-
     r = frames.shape[2]
     out = []
     for f, p in zip(frames, pts, strict=True):
