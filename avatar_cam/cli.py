@@ -1,6 +1,22 @@
-"""Command line: `avatar-cam demo | run | calibrate | devices`.
+"""Command line: `avatar-cam COMMAND`.
 
-Turns arguments into options and stages; the only place that sets up logging. A user
+    demo          the shipped demo identity (or any person) acting the motion script
+    run           an enrolled person driven by a webcam or a video, into a virtual camera
+    convert       every frame of a video file as an enrolled person, with its sound
+    calibrate     enroll a person from a clip, a webcam or photos (and train a generator)
+    evaluate      measure an enrolled person's generator
+    metatrain     meta-learn an initial generator on many people
+    prepare       clips of many people -> a metatrain dataset
+    build-engine  compile a person's generator for a backend (engines/)
+    devices       list cameras and virtual-camera backends
+    verify        check a video, an image or a camera for the watermark and C2PA manifest
+    serve         your avatar to a browser over WebRTC
+    call          a call between two avatar-cam instances over WebRTC
+
+Turns arguments into options; `demo` and `run` are built on the embedding API
+(``avatar_cam.stream``), the others on their own modules' handlers. Every subcommand's
+parser names its handler (``set_defaults(handler=...)``) and ``main`` calls it. The only
+place that sets up logging (``--verbose``: debug lines and MediaPipe's own). A user
 error ends in one line naming the problem and the fix, and exit status 2.
 """
 
@@ -9,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .audio.relay import VoiceRelay
+    from .pipeline import Stats
     from .types import AvatarFrame
 
 from .argtypes import float_in, int_in, size_in
@@ -67,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="avatar-cam",
         description="Real-time personalized avatar: webcam -> landmarks -> your face "
                     "-> virtual camera.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and MediaPipe's own log lines (hidden otherwise)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="render the shipped demo identity, no webcam needed")
@@ -76,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--person", default="demo", help="enrolled person to show (demo)")
     demo.add_argument("--no-track", action="store_true",
                       help="drive from the script's landmarks instead of tracking its frames")
+    demo.set_defaults(handler=_demo)
 
     run = sub.add_parser("run", help="drive an enrolled person from a webcam or a video")
-    run.add_argument("--person", required=True, help="name given to `avatar-cam calibrate`")
+    run.add_argument("--person", required=True,
+                     help="name given to `avatar-cam calibrate` (or the folder it made)")
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", help="webcam index (0) or device path (/dev/video0)")
     src.add_argument("--video", type=Path, help="drive from a video file instead")
@@ -93,23 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true",
                      help="read the video as fast as possible instead of in real time")
     _add_output_args(run, default_sink="virtualcam")
+    run.set_defaults(handler=_run)
 
+    # The commands other modules define name their handlers here (serve and call name
+    # their own), so that every parser carries one: main calls args.handler(args).
     from .convert import add_parser as add_convert_parser
+    from .convert import convert_main
 
     add_convert_parser(sub)
+    sub.choices["convert"].set_defaults(handler=convert_main)
 
+    from .calibrate.commands import HANDLERS as CALIBRATE_HANDLERS
     from .calibrate.commands import add_parsers as add_calibrate_parsers
 
     add_calibrate_parsers(sub)  # calibrate, evaluate, metatrain, prepare
+    for name, handler in CALIBRATE_HANDLERS.items():
+        sub.choices[name].set_defaults(handler=handler)
 
-    sub.add_parser("devices", help="list cameras and virtual-camera backends")
+    devices = sub.add_parser("devices", help="list cameras and virtual-camera backends")
+    devices.set_defaults(handler=_devices)
 
-    from .honesty.verify import add_verify_args
+    from .honesty.verify import add_verify_args, verify_main
 
     ver = sub.add_parser("verify", help="check a video, an image or a camera for the "
                                         "avatar-cam watermark and a file's C2PA manifest "
                                         "(exit 0 marked, 1 not, 2 error, 3 manifest invalid)")
     add_verify_args(ver)
+    ver.set_defaults(handler=verify_main)
 
     from .webrtc.commands import add_call_parser, add_serve_parser
 
@@ -117,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_call_parser(sub)
 
     from .backends.commands import add_parser as add_build_engine_parser
+    from .backends.commands import build_engine_main
 
-    add_build_engine_parser(sub)
+    add_build_engine_parser(sub).set_defaults(handler=build_engine_main)
     return parser
 
 
@@ -129,7 +160,7 @@ def _progress(total: int | None, desc: str) -> Any:
                 disable=None)  # None: only on a terminal
 
 
-def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
+def _voice_relay(args: argparse.Namespace, stats: Callable[[], Stats]) -> VoiceRelay | None:
     """``--virtual-mic``: the microphone into "avatar-cam microphone", held back by the
     picture's latency as the running pipeline measures it (``audio.relay``)."""
     if not getattr(args, "virtual_mic", False):
@@ -150,15 +181,26 @@ def _voice_relay(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Any:
         raise
     log.info('your voice goes to the virtual microphone "%s", in step with the avatar: '
              "pick it as the microphone in Zoom, Meet or Teams", DESCRIPTION)
-    return VoiceRelay(mic, out, lambda: pipeline().stats.recent_latency_ms(),
-                      ready=lambda: bool(pipeline().stats.latencies_ms))
+    return VoiceRelay(mic, out, lambda: stats().recent_latency_ms(),
+                      ready=lambda: bool(stats().latencies_ms))
 
 
-def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> int:
+def _demo(args: argparse.Namespace) -> int:
+    """`avatar-cam demo`: the person acting the motion script (the demo source)."""
+    return _run_live(args, "demo")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`avatar-cam run`: the person driven by a webcam or a video file."""
+    return _run_live(args, f"camera:{args.camera}" if args.camera is not None else args.video)
+
+
+def _run_live(args: argparse.Namespace, source_spec: str | Path) -> int:
+    import avatar_cam
+
     from . import live
-    from .person import load_person
 
-    person = load_person(person_name)
+    person = avatar_cam.open_person(args.person)
     sink = args.sink
     if getattr(args, "out", None) is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,12 +212,10 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
                             precision=args.precision, label=not args.no_label,
                             label_corner=args.label_corner, label_size=args.label_size,
                             framing=args.framing)
-    if source_kind == "demo":
-        source: Any = live.demo_source(person, args.fps, realtime=True)
-    else:
-        source = live.open_source(args.camera, args.video, args.fps, args.loop,
-                                  realtime=not args.fast, size=(1280, 720))
-    bar = _progress(args.frames, f"{person_name} -> {sink}")
+    source = avatar_cam.open_source(source_spec, person=person, fps=args.fps,
+                                    realtime=not getattr(args, "fast", False),
+                                    loop=getattr(args, "loop", False), size=(1280, 720))
+    bar = _progress(args.frames, f"{person.name} -> {sink}")
     last_log = [time.monotonic()]
     sheet = _ContactSheet(args.frames or 300, args.fps)
 
@@ -184,30 +224,24 @@ def _run_live(args: argparse.Namespace, person_name: str, source_kind: str) -> i
         bar.update(1)
         if time.monotonic() - last_log[0] > 5 and bar.disable:
             last_log[0] = time.monotonic()
-            log.info("%d frames sent", pipeline.stats.frames)
+            log.info("%d frames sent", current.stats.frames)
 
-    pipeline: Any = None  # built below; the voice relay reads its latency once it runs
-    try:
-        voice = _voice_relay(args, lambda: pipeline)
-        pipeline = live.build_pipeline(person, source, sink, opts, on_frame=on_frame,
-                                       voice=voice)
+    try:  # the voice relay reads the run's latency once it runs
+        voice = _voice_relay(args, lambda: current.stats)
     except BaseException:
         source.close()
         raise
+    # The API never makes an unlabelled frame; --no-label, the user's explicit choice at
+    # the command line (recorded in the stats, the watermark stays), runs the same
+    # pipeline through the layer below it.
+    start: Callable[..., live.LiveRun] = avatar_cam.stream if opts.label else live.LiveRun
+    current = start(person, source, sink, opts, on_frame=on_frame, voice=voice)
     try:
-        stats = pipeline.run()
+        current.run()
     finally:
         bar.close()
-        live.close_all(pipeline)
-    summary = stats.summary()
-    backend = getattr(pipeline.renderer, "backend", None)
-    if backend is not None:
-        summary["backend"] = {"name": backend.name, "precision": backend.precision,
-                              "skipped": dict(backend.skipped)}
-    summary.update(person=person_name, sink=sink,
-                   renderer=live.renderer_kind(person, opts.renderer),
-                   resolution=opts.resolution, tracked=opts.track, label=opts.label,
-                   watermark=True)
+    summary = current.summary()
+    summary.update(person=person.name, sink=sink)
     if not opts.label:
         log.warning("the visible 'AI avatar' label was turned off (--no-label); "
                     "the invisible watermark is still in every frame")
@@ -274,34 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="avatar-cam: %(message)s", stream=sys.stderr)
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.verbose:  # before any tracker: MediaPipe's own lines are hidden by default
+        from .tracking import set_mediapipe_logging
+
+        set_mediapipe_logging(True)
     from .errors import AvatarCamError
 
     try:
-        if args.command == "demo":
-            return _run_live(args, args.person, "demo")
-        if args.command == "run":
-            return _run_live(args, args.person, "run")
-        if args.command == "convert":
-            from .convert import convert_main
-
-            return convert_main(args)
-        from .calibrate.commands import HANDLERS
-
-        if args.command in HANDLERS:
-            return int(HANDLERS[args.command](args))
-        if args.command == "build-engine":
-            from .backends.commands import build_engine_main
-
-            return build_engine_main(args)
-        if args.command in ("serve", "call"):
-            return int(args.handler(args))
-        if args.command == "verify":
-            from .honesty.verify import verify_main
-
-            return verify_main(args)
-        return _devices(args)
+        return int(args.handler(args))
     except AvatarCamError as exc:
         print(f"avatar-cam: error: {exc}", file=sys.stderr)
         return exc.exit_code
