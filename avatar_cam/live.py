@@ -179,10 +179,7 @@ def build_pipeline(person: Person, source: FrameSource, sink: str | FrameSink,
     except BaseException:
         stages.close()
         raise
-    # pipeline._Source declares fps a settable attribute, which the sources' read-only
-    # fps (a property) does not satisfy for mypy; it is never set. Remove the two ignores
-    # once pipeline.py declares it read-only.
-    return Pipeline(source, stages.tracker, stages.adapter,  # type: ignore[arg-type]
+    return Pipeline(source, stages.tracker, stages.adapter,
                     stages.renderer, stages.compositor, sink, fps=opts.fps, frames=opts.frames,
                     pace=opts.pace, on_frame=on_frame, framer=stages.framer, voice=voice)
 
@@ -252,8 +249,7 @@ def build_landmark_pipeline(person: Person, source: FrameSource, tap: LandmarkTa
     and sink in one: webrtc.tracks.LandmarkTap), unframed: the receiver frames them
     itself. No renderer is built."""
     tracker = tracker_for(opts)
-    # (the ignore: see build_pipeline)
-    return Pipeline(source, tracker,  # type: ignore[arg-type]
+    return Pipeline(source, tracker,
                     adapter_for(person, opts), tap, tap, tap, fps=opts.fps,
                     frames=opts.frames, pace=opts.pace)
 
@@ -344,17 +340,13 @@ def label_for(opts: LiveOptions, owner: str | None = None,
     if not opts.label:
         return None
     text = "AI avatar"
-    if owner:
-        name = "".join(c for c in owner if c.isascii() and c.isprintable())[:24].strip()
+    if owner:  # a peer's name is untrusted text: printable ASCII, bounded; the badge
+        # itself wraps, shrinks or elides it to fit any frame (honesty.label)
+        name = "".join(c for c in owner if c.isascii() and c.isprintable())[:64].strip()
         text = f"AI avatar of {name}" if name else text
-    if liveness != "not verified":
-        return Label(opts.label_corner, opts.label_size, text=text)
-    for wording in (f"{text} (liveness not verified)", f"{text} (not verified)",
-                    "AI avatar (not verified)"):
-        label = Label(opts.label_corner, opts.label_size, text=wording)
-        if label.box((320, 240)) is not None:
-            return label
-    return Label(opts.label_corner, opts.label_size, text="AI avatar (not verified)")
+    if liveness == "not verified":
+        text = f"{text} (liveness not verified)"
+    return Label(opts.label_corner, opts.label_size, text=text)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ class Mailbox(Generic[T]):
 
 
 class _Source(Protocol):
-    fps: float
+    @property
+    def fps(self) -> float: ...
 
     def read(self) -> Frame: ...
     def close(self) -> None: ...
