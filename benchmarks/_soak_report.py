@@ -26,76 +26,85 @@ def _ok(v: Any) -> str:
 
 
 def table(data: dict[str, Any]) -> str:
+    """The README section: what ran, one row per call against the targets, the plot, the
+    machine and the JSON; the method and per-run detail are ``notes(data)``, in the JSON."""
     tg = data["targets"]
     rows = []
-    notes = []
     for mode, part in data["calls"].items():
         a = part.get("assessment")
         if a is None:
             rows.append([NAMES.get(mode, mode), f"did not finish (exit {part.get('exit_code')})"]
-                        + [""] * 9)
+                        + [""] * 8)
             continue
-        rec = a["recoveries"]
-        rec_s = ", ".join(_f(r["recovered_after_s"], "{:.2f}") for r in rec)
         lat, av, rss = a["latency_ms_steady"], a["av_offset_ms_steady"], a["rss_mb"]
+        q = a["psnr_db"]
         rows.append([
             NAMES.get(mode, mode), f"{part['seconds'] / 60:.0f} min",
             "NO" if a["crashed"] else "yes",
+            f"{_f(a['worst_recovery_s'], '{:.2f}')} ({_ok(a['recovered_all'])})",
+            f"{_f(rss['growth_after_warmup'])} ({_ok(a['rss_ok'])})",
+            f"{_f(q['mean_steady'], '{:.2f}')} ({_ok(a['quality_ok'])})"
+            if q["mean_steady"] is not None else "n/a (video)",
+            _f(q.get("basis_only_steady"), "{:.2f}"),
             f"{_f(a['fps_steady']['median'])} (p5 {_f(a['fps_steady']['p5'])})",
             f"{_f(lat['p50'])} / {_f(lat['p95'])}",
-            f"{_f(av['p5'])} / {_f(av['p50'])} / {_f(av['p95'])} ({av['n']})",
-            f"{rec_s} ({_ok(a['recovered_all'])})",
-            f"{_f(rss['growth_after_warmup'])} ({_ok(a['rss_ok'])})",
-            f"{a['fds']['after_warmup']} -> {a['fds']['end']} ({_ok(a['fds_ok'])})",
-            f"{_f(a['psnr_db']['mean_steady'], '{:.2f}')} ({_ok(a['quality_ok'])}; basis "
-            f"alone {_f(a['psnr_db'].get('basis_only_mean'), '{:.2f}')})",
-            f"{part['sender_latency_ms']['p50']} / {part['sender_latency_ms']['p95']}"])
-        counts = part["relay"]
-        lost = {w: counts[w]["faults"] for w in counts}
-        notes.append(
-            f"{NAMES.get(mode, mode)}: set up in {part['setup_s']} s; RSS {rss['start']} MB "
-            f"at the faults' start, {rss['after_warmup']} MB after warm-up ({rss['warmup_s']:.0f}"
-            f" s), {rss['end']} MB at the end (max {rss['max']}; fit after warm-up "
-            f"{rss['slope_mb_per_hour']} MB/hour); fps before each outage "
-            f"{', '.join(_f(r['fps_before']) for r in rec)}; the link each way while faulty "
-            f"(datagrams seen / lost to outages / at random / reordered): " + "; ".join(
-                f"{w} {c.get('seen', 0)} / {c.get('lost_outage', 0)} / "
-                f"{c.get('lost_random', 0)} / {c.get('reordered', 0)}" for w, c in lost.items())
+            f"{_f(av['p50'])} ({_f(av['p5'])} .. {_f(av['p95'])})"])
+    text = markdown_table(
+        ["call", "length", "no crash", f"worst recovery s (<= {tg['recover_s']:g})",
+         f"RSS growth MB (< {tg['rss_growth_mb']:g})",
+         f"receiver PSNR dB (>= {tg['psnr_db']:g})", "anchor: codec basis alone dB",
+         "receiver fps (p5)", "latency p50 / p95 ms", "A/V offset p50 (p5 .. p95) ms"], rows)
+    m = data["machine"]
+    return (
+        f"Two calls at once, each in its own process, through the relay's bad link "
+        f"({data['faults']}; a {data['outage_s']:g} s outage every "
+        f"{_every(data['minutes'])}), voice on.\n\n{text}\n\n![soak](results/soak.png)\n\n"
+        f"Machine: {m['cpu']}, {m['cores']} cores, load {data['load_average_at_start']} at "
+        f"start; started {data['started']}; method and per-call detail: "
+        f"[results/soak.json](results/soak.json) (`notes`).")
+
+
+def notes(data: dict[str, Any]) -> list[str]:
+    """What the figures mean and each call's detail, for the JSON."""
+    tg = data["targets"]
+    out = [
+        "Receiver fps: video, frames reaching the sink; landmarks, frames drawn from live "
+        "data (playout ok or concealed; held, extrapolated and eased frames not counted).",
+        f"Steady: each outage left out from 1 s before to {tg['recover_s'] + 1:g} s after its "
+        "recovery budget. Recovered: the first 0.5 s window after an outage's end with fps "
+        f">= {tg['recover_share']:.0%} of the median of the minute before (read up to 0.5 s "
+        "late).",
+        "Latency: capture to the receiver's sink (landmarks: of the sender instant drawn). "
+        "A/V offset: each burst's capture-to-speaker time less the picture's latency that "
+        "second (positive: sound after picture).",
+        "RSS growth: median of the last 30 s less the median of the 30 s after warm-up.",
+        "PSNR (landmarks only): the landmarks the receiver drew against the sender's at the "
+        "same instant, both rendered by the sender's generator, every 2 s outside outages, "
+        "composited as bandwidth.py's Scene; the anchor is the sender's points through the "
+        "codec's basis and back (no quantization, no network): the most a lossless link "
+        "could give."]
+    for mode, part in data["calls"].items():
+        a = part.get("assessment")
+        if a is None:
+            continue
+        rec, rss = a["recoveries"], a["rss_mb"]
+        lost = part["relay"]
+        out.append(
+            f"{NAMES.get(mode, mode)}: set up in {part['setup_s']} s; recoveries "
+            f"{', '.join(_f(r['recovered_after_s'], '{:.2f}') for r in rec)} s after fps "
+            f"{', '.join(_f(r['fps_before']) for r in rec)}; RSS {rss['start']} MB at the "
+            f"faults' start, {rss['after_warmup']} after warm-up ({rss['warmup_s']:.0f} s), "
+            f"{rss['end']} at the end (fit {rss['slope_mb_per_hour']} MB/hour); fds "
+            f"{a['fds']['after_warmup']} -> {a['fds']['end']}; sender pipeline p50/p95 "
+            f"{part['sender_latency_ms']['p50']} / {part['sender_latency_ms']['p95']} ms; "
+            f"datagrams seen / lost to outages / at random / reordered: " + "; ".join(
+                f"{w} {c['faults'].get('seen', 0)} / {c['faults'].get('lost_outage', 0)} / "
+                f"{c['faults'].get('lost_random', 0)} / {c['faults'].get('reordered', 0)}"
+                for w, c in lost.items())
             + f"; errors logged {part['errors_logged']}"
             + (f" (first: {part['first_error']})" if part.get("first_error") else "")
             + f"; receiver renderer {part['receiver_counts'].get('remote_renderer') or 'n/a'}.")
-    text = markdown_table(
-        ["call", "length", "no crash", "receiver fps (steady)", "latency p50 / p95 ms",
-         "A/V offset p5 / p50 / p95 ms (bursts)",
-         f"recovered after each outage, s (<= {tg['recover_s']:g})",
-         f"RSS growth MB (< {tg['rss_growth_mb']:g})", "open fds",
-         f"PSNR dB (>= {tg['psnr_db']:g})", "sender pipeline p50 / p95 ms"], rows)
-    m = data["machine"]
-    text += (
-        f"\n\nBoth calls ran at once, each in its own process, started {data['started']}: "
-        f"{data['minutes']:g} min each after setup, {data['fps']:g} fps, "
-        f"{data['out_size'][0]}x{data['out_size'][1]} frames, voice on (a 1 kHz burst every "
-        f"second as the microphone). The link each way: {data['faults']}; an outage of "
-        f"{data['outage_s']:g} s (every datagram dropped both ways, STUN included) every "
-        f"{_every(data['minutes'])}. Receiver fps: video, frames reaching the sink; "
-        f"landmarks, frames drawn from live data (playout ok or concealed; held, extrapolated"
-        f" and eased frames are not counted). 'Steady' leaves out each outage from 1 s before "
-        f"to {tg['recover_s'] + 1:g} s after its recovery budget. Recovered: the first 0.5 s "
-        f"window after an outage's end with fps >= {tg['recover_share']:.0%} of the median of "
-        f"the minute before (the time is the window's end, so it reads up to 0.5 s late). "
-        f"Latency: capture to the receiver's sink (landmarks: of the sender instant drawn). "
-        f"A/V offset: each burst's capture-to-speaker time less the picture's latency that "
-        f"second (positive: sound after picture; target -30..+60 ms p95 is lipsync.py's). RSS"
-        f" growth: median of the last 30 s less the median of the 30 s after warm-up; fds: "
-        f"after warm-up -> end. PSNR (landmarks only): the landmarks the receiver drew against "
-        f"the sender's at the same instant, both rendered by the sender's generator, every "
-        f"2 s outside outages, composited as bandwidth.py's Scene (face square of 640x480); "
-        f"'basis alone': the sender's points through the codec's expression basis and back "
-        f"(no quantization, no network) on the same frames, the most a lossless link could "
-        f"give. VP8's quality is bitrate's business (bandwidth.py). "
-        f"Plot: results/soak.png. Machine: {m['cpu']}, {m['cores']} cores, shared (load "
-        f"{data['load_average_at_start']} at start).\n\n" + "\n\n".join(notes))
-    return text
+    return out
 
 
 def plot(path: Path, data: dict[str, Any]) -> None:

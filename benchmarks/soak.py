@@ -451,10 +451,11 @@ def main() -> None:
     ap.add_argument("--table", action="store_true",
                     help="rebuild the README section and plot from results/soak.json")
     args = ap.parse_args()
-    from _soak_report import plot, table
+    from _soak_report import notes, plot, table
 
     if args.table:
         data = json.loads((RESULTS / "soak.json").read_text())
+        data["notes"] = notes(data)
         plot(RESULTS / "soak.png", data)
         write("soak", data, table(data), readme=args.readme)
         return
@@ -482,6 +483,7 @@ def main() -> None:
             "targets": {"recover_s": RECOVER_S, "recover_share": RECOVER_SHARE,
                         "rss_growth_mb": RSS_GROWTH_MB, "psnr_db": PSNR_DB},
             "exit_codes": codes, "calls": parts}
+    data["notes"] = notes(data)
     plot(RESULTS / "soak.png", data)
     write("soak", data, table(data), readme=args.readme)
 
