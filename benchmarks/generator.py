@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _report import HERE, machine, markdown_table, write
+from _report import HERE, machine, markdown_table, met, now, section, write, write_section
 
 from avatar_cam.backends.base import Backend
 from avatar_cam.backends.export import calibration_inputs, export_onnx
@@ -171,12 +171,11 @@ def main() -> None:
     ap.add_argument("--gpu-only", action="store_true",
                     help="GPU backends alone, kept beside the CPU figures already measured")
     ap.add_argument("--no-readme", action="store_true", help="print; do not write results")
-    ap.add_argument("--table-only", action="store_true",
-                    help="rebuild the README table from results/generator.json alone")
+    ap.add_argument("--table", "--table-only", dest="table", action="store_true",
+                    help="rebuild the README section from results/generator.json alone")
     args = ap.parse_args()
-    if args.table_only:
-        data = _readable(HERE / "results" / "generator.json")
-        write("generator", data, _tables(data))
+    if args.table:
+        write_section("generator", summary(_readable(HERE / "results" / "generator.json")))
         return
     torch.set_num_threads(THREADS)
     torch.backends.cudnn.allow_tf32 = False
@@ -218,16 +217,16 @@ def main() -> None:
         data["gpu"] = {"machine": info, "elapsed_s": round(elapsed, 1), "rows": rows,
                        "measured": time.strftime("%Y-%m-%d %H:%M")}
     else:
-        data = {"machine": info, "threads": THREADS, "elapsed_s": round(elapsed, 1),
+        data = {"machine": info, "measured": now(), "threads": THREADS,
+                "elapsed_s": round(elapsed, 1),
                 "rows": rows, "ran": RAN if not gpu else "CPU and GPU backends on this machine",
                 "not_measured": NOT_MEASURED if not gpu else []}
         if "gpu" in old:  # a GPU machine's figures stay until that machine measures again
             data["gpu"] = old["gpu"]
-    table = _tables(data)
     if args.no_readme:
-        print(table)
+        print(_tables(data))
     else:
-        write("generator", data, table)
+        write("generator", data, summary(data))
 
 
 RAN = ("ONNX Runtime CPU (fp32, fp16, QDQ int8) and torch CPU eager (fp32), same run, "
@@ -268,6 +267,52 @@ def render(rows: list[dict[str, Any]], info: dict[str, Any], gpu: bool,
                       if not (elsewhere and m.startswith("GPU backends")))
     return "\n".join([where, "", ran + missing, "", target, "",
                       markdown_table(headers, table)])
+
+
+# Issue 4's targets.
+TARGETS_CPU_MS = 20.0  # real-time G at 256 px, batch 1, ONNX Runtime on 2 CPU cores
+TARGETS_GPU = [("real-time G, batch 1", 256, 0.5), ("real-time G, batch 1", 512, 1.5)]
+TARGET_GPU_BATCHED_FPS = 10_000.0  # real-time G at 256 px, batched, one datacenter GPU
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section: issue 4's targets against the best measured row for each."""
+    rows: list[list[Any]] = []
+    for r in data.get("rows", []):
+        if (r["model"].startswith("realtime") and r["resolution"] == 256
+                and r["backend"] == "onnxruntime-cpu" and r["precision"] == "fp32"):
+            ms = r["batches"][1]["median_ms"]
+            rows.append([f"{r['model']}, 256 px, batch 1, ONNX Runtime fp32",
+                         f"CPU, {data.get('threads', '?')} threads", f"<= {TARGETS_CPU_MS:.0f} ms",
+                         f"{ms:.1f} ms", met(ms <= TARGETS_CPU_MS)])
+    gpu = data.get("gpu", {})
+    card = gpu.get("machine", {}).get("gpu", "GPU")
+    for what, px, target in TARGETS_GPU:
+        cands = [(r["batches"][1]["device_resident_median_ms"], r) for r in gpu.get("rows", [])
+                 if r["model"].startswith("realtime") and r["resolution"] == px
+                 and "device_resident_median_ms" in r["batches"].get(1, {})]
+        if cands:
+            ms, r = min(cands, key=lambda c: c[0])
+            rows.append([f"{what}, {px} px (best: {r['backend']} {r['precision']}, "
+                         "device-resident)", card, f"<= {target} ms", f"{ms:.3f} ms",
+                         met(ms <= target)])
+    batched = [(1000.0 / b["device_resident_median_ms"], r, n) for r in gpu.get("rows", [])
+               if r["model"].startswith("realtime") and r["resolution"] == 256
+               for n, b in r["batches"].items() if n > 1 and b.get("device_resident_median_ms")]
+    if batched:
+        fps, r, n = max(batched, key=lambda c: c[0])
+        rows.append([f"real-time G, 256 px, batched (best: {r['backend']} {r['precision']}, "
+                     f"batch {n})", card, f">= {TARGET_GPU_BATCHED_FPS:,.0f} frames/s",
+                     f"{fps:,.0f} frames/s", met(fps >= TARGET_GPU_BATCHED_FPS)])
+    table = markdown_table(["figure", "where", "target", "measured", "target met"], rows)
+    extra = []
+    if gpu:
+        gm = gpu["machine"]
+        extra.append(f"GPU rows: {gm.get('gpu')} (torch {gm.get('torch')}, host {gm['cpu']}, "
+                     f"{gm['cores']} cores), measured {gpu.get('measured', '?')}. Every "
+                     "backend, precision and batch, and what was not measured: the JSON.")
+    return section("generator", data, "Generator ms per frame by backend and precision "
+                   "against issue 4's targets (CPU and datacenter GPU).", table, extra=extra)
 
 
 def _tables(data: dict[str, Any]) -> str:
