@@ -41,7 +41,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _report import RESULTS, machine, markdown_table, write
+from _report import RESULTS, machine, markdown_table, met, now, rebuild, section, table_arg, write
 
 from avatar_cam import live
 from avatar_cam.backends.renderer import BackendRenderer
@@ -393,7 +393,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--basis", type=Path, help="a codec_basis.bin to use")
+    table_arg(parser)
     args = parser.parse_args()
+    if args.table:
+        rebuild("bandwidth", summary)
+        return
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("GLOG_minloglevel", "2")
     t_start = time.perf_counter()
@@ -469,8 +473,9 @@ def main() -> None:
                             "VP8 kbit/s to match (PSNR / luma / SSIM)"], rows)
     (pr, pb), (sr, sb) = match["psnr_db"], match["ssim"]
     yr, yb = match["psnr_y_db"]
-    table += (
-        f"\n\nLandmark-only: {base['kbps']:.2f} kbit/s payload at 30 fps "
+    data["table"] = table  # every stream, each loss rate
+    data["notes"] = [(
+        f"Landmark-only: {base['kbps']:.2f} kbit/s payload at 30 fps "
         f"({base['bytes_per_packet']:.1f} B/packet incl. 7 B header; ~{base['wire_kbps_est']}"
         f" kbit/s on the wire with DTLS/SCTP/UDP/IPv4). VP8 matching its quality: "
         f"{pb} {pr:.0f} kbit/s by PSNR ({pb} {ratio['psnr_db']}x), {yb} {yr:.0f} kbit/s by "
@@ -494,8 +499,55 @@ def main() -> None:
         f"of the demo identity's tracked footage; basis {basis_note}, K={basis.k}. "
         f"Loss is i.i.d. per packet. Plot: results/bandwidth.png. Machine: "
         f"{data['machine']['cpu']}, {data['machine']['cores']} cores (shared; load "
-        f"{load:.1f} at start).")
-    write("bandwidth", data, table)
+        f"{load:.1f} at start).")]
+    data["measured"] = now()
+    write("bandwidth", data, summary(data))
+
+
+# Issue 5's targets.
+TARGET_KBPS = 8.0
+TARGET_ERROR_IOD = 0.015
+TARGET_RATIO = 50.0  # VP8's kbit/s at matched quality over landmark-only's
+TARGET_PSNR_AT_LOSS = (35.0, 0.05)  # receiver vs sender render, dB, at this loss
+TARGET_VIDEO_P95_MS = 120.0  # glass to glass over loopback, video mode
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from bandwidth.json alone (``--table``)."""
+    base = next(m for m in data["landmarks"] if m["loss"] == 0)
+    lossy = [m for m in data["landmarks"] if abs(m["loss"] - TARGET_PSNR_AT_LOSS[1]) < 1e-9]
+    ratio = data["ratio_vp8_over_landmarks"]
+    bound = data["matched_vp8_kbps"]
+    rows: list[list[Any]] = [
+        ["landmark-only payload, kbit/s", f"<= {TARGET_KBPS:g}", f"{base['kbps']:.2f}",
+         met(base["kbps"] <= TARGET_KBPS)],
+        ["landmark error at the receiver, inter-ocular distances", f"<= {TARGET_ERROR_IOD}",
+         f"{base['landmark_error_iod']:.4f}", met(base["landmark_error_iod"] <= TARGET_ERROR_IOD)],
+        ["VP8 kbit/s at matched PSNR / SSIM over landmark-only's", f">= {TARGET_RATIO:g}x",
+         f"{bound['psnr_db']['bound']} {ratio['psnr_db']}x / {bound['ssim']['bound']} "
+         f"{ratio['ssim']}x", met(min(ratio["psnr_db"], ratio["ssim"]) >= TARGET_RATIO)]]
+    for m in lossy:
+        rows.append([f"receiver vs sender render PSNR at {m['loss']:.0%} loss, dB",
+                     f">= {TARGET_PSNR_AT_LOSS[0]:g}", f"{m['psnr_db']:.2f}",
+                     met(m["psnr_db"] >= TARGET_PSNR_AT_LOSS[0])])
+    v = data.get("video_latency", {})
+    if "glass_to_glass_ms" in v:
+        p95 = v["glass_to_glass_ms"]["p95"]
+        rows.append(["video mode glass to glass p95 over loopback, ms",
+                     f"<= {TARGET_VIDEO_P95_MS:g}", f"{p95} (at {v['fps']} fps)",
+                     met(p95 <= TARGET_VIDEO_P95_MS)])
+    lm = data.get("landmark_latency", {})
+    if "glass_to_glass_ms" in lm:
+        rows.append(["landmark-only glass to glass p95, ms (receiver renders)", "",
+                     f"{lm['glass_to_glass_ms']['p95']} (at {lm['fps']} fps)", ""])
+    vp8 = max(data["vp8"], key=lambda c: c["kbps"])
+    rows.append([f"anchor: VP8 at {vp8['kbps']:.0f} kbit/s, PSNR dB / SSIM", "",
+                 f"{vp8['psnr_db']:.2f} / {vp8['ssim']:.4f}", ""])
+    return section("bandwidth", data, "Landmark-only calls against VP8 at matched quality: "
+                   "bitrate, receiver quality under packet loss, glass-to-glass latency.",
+                   markdown_table(["figure", "target", "measured", "target met"], rows),
+                   plot="bandwidth.png")
+
 
 
 if __name__ == "__main__":

@@ -409,7 +409,7 @@ def main() -> None:
             "strength": wm.DEFAULT_STRENGTH, "threshold": wm.THRESHOLD,
             "summary": summary, "psnr_db": psnrs, "false_positives": fp, "speed": speed,
             "seconds": time.perf_counter() - t_start, "measured": now(),
-            "table": table, "notes": notes}
+            "notes": notes}
     write("watermark", data, report(data))
     print(f"({data['seconds']:.0f} s)")
 
