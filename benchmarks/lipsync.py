@@ -31,7 +31,7 @@ from typing import Any
 
 import _sync_measure as sm
 import numpy as np
-from _report import machine, markdown_table, write
+from _report import machine, markdown_table, met, now, rebuild, section, table_arg, write
 
 from avatar_cam import live
 from avatar_cam.audio.mic import open_mic
@@ -159,7 +159,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="15 s calls instead of 60 s")
     parser.add_argument("--modes", default="video,landmarks")
     parser.add_argument("--no-readme", action="store_true")
+    table_arg(parser)
     args = parser.parse_args()
+    if args.table:
+        rebuild("lipsync", summary)
+        return
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aioice").setLevel(logging.WARNING)
     seconds = 15.0 if args.quick else 60.0
@@ -187,16 +191,29 @@ def main() -> None:
             print(mode, {k: v for k, v in measured.items() if k not in ("as_played", "mp4")},
                   {k: {x: y for x, y in measured[k].items() if x != "offsets_ms"}
                    for k in ("as_played", "mp4")}, flush=True)
-    table = markdown_table(["mode", "reading", "pairs / bursts", "p5 ms", "p50 ms",
-                            "p95 ms", "within [-30, +60]", "target met"], rows)
-    table += (f"\n\n{seconds:.0f} s one-way loopback calls, sender driven by the sync "
+    results["measured"] = now()
+    results["notes"] = [(f"{seconds:.0f} s one-way loopback calls, sender driven by the sync "
               "signal's clip (MediaPipe-tracked, real time) with its WAV as the microphone; "
               "offset = sound - picture at the receiver (positive: sound after), "
               "mouth openings by raw MediaPipe on the received frames. Target: p5 >= -30 "
               f"ms and p95 <= 60 ms. Machine: {results['machine']['cpu']}, "
               f"{results['machine']['cores']} cores, no GPU; load "
-              f"{results['machine']['load_average_1min']}.")
-    write("lipsync", results, table, readme=not args.no_readme)
+              f"{results['machine']['load_average_1min']}.")]
+    write("lipsync", results, summary(results), readme=not args.no_readme)
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from lipsync.json alone (``--table``)."""
+    rows = [row(mode, reading, m[key]) for mode, m in data["modes"].items()
+            for reading, key in (("as played", "as_played"), ("mp4 recording", "mp4"))]
+    for r in rows:
+        r[-1] = met(r[-1] == "yes") if r[-1] in ("yes", "no") else r[-1]
+    table = markdown_table(["mode", "reading", "pairs / bursts", f"p5 ms (>= -{sm.AHEAD_MS:g})",
+                            "p50 ms", f"p95 ms (<= {sm.BEHIND_MS:g})",
+                            f"within [-{sm.AHEAD_MS:g}, +{sm.BEHIND_MS:g}]", "target"], rows)
+    return section("lipsync", data, f"Audio-to-picture offset at the receiver of "
+                   f"{data['seconds']:.0f} s one-way loopback calls (sound minus picture, "
+                   "positive: sound after), per mode, as played and as recorded.", table)
 
 
 if __name__ == "__main__":

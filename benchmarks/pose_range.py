@@ -45,7 +45,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _report import HERE, RESULTS, machine, markdown_table, write
+from _report import HERE, RESULTS, machine, markdown_table, now, rebuild, section, table_arg, write
 
 from avatar_cam import mesh, pose
 from avatar_cam.calibrate.evaluate import nme
@@ -221,7 +221,11 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=5, help="angle step, degrees")
     ap.add_argument("--renders", type=Path, default=None, help="write some renders here")
     ap.add_argument("--readme", action="store_true", help="also update benchmarks/README.md")
+    table_arg(ap)
     args = ap.parse_args()
+    if args.table:
+        rebuild("pose_range", summary)
+        return
     cv2.setNumThreads(1)
     os.environ.setdefault("GLOG_minloglevel", "2")
     t_start = time.perf_counter()
@@ -292,8 +296,9 @@ def main() -> None:
                                        data["capped"][a] else "") for a in ROTATIONS])
     table = markdown_table(["avatar/renderer", "yaw deg", "pitch deg", "roll deg"], rows)
     m = data["machine"]
-    table += (
-        f"\n\nEach cell: the largest angle (degrees, both signs, each axis alone, about the "
+    data["table"] = table  # per avatar and axis, with what tears one step beyond
+    data["notes"] = [(
+        f"Each cell: the largest angle (degrees, both signs, each axis alone, about the "
         f"face centre; {args.step} deg steps to {args.max}) up to which the {RESOLUTION} px "
         f"render does not tear, and one step beyond it the share of the head's photo area "
         f"whose triangles fold or stretch over {STRETCH:g}x and MediaPipe's re-tracking "
@@ -303,9 +308,30 @@ def main() -> None:
         f"the rotation applied to the avatar eases towards it (`pose.soften`) and never "
         f"reaches it. Curves: results/pose_range.png. "
         + (f"Skipped: {', '.join(skipped)}. " if skipped else "")
-        + f"Machine: {m['cpu']}, {m['cores']} cores; {seconds} s.")
+        + f"Machine: {m['cpu']}, {m['cores']} cores; {seconds} s.")]
+    data["measured"] = now()
     plot(curves, limits, RESULTS / "pose_range.png")
-    write("pose_range", data, table, readme=args.readme)
+    write("pose_range", data, summary(data), readme=args.readme)
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from pose_range.json alone (``--table``)."""
+    per = data["per_avatar_limits"]
+    rows = []
+    for axis, lim in data["limits"].items():
+        low = [k for k in per if per[k][axis] == lim]
+        rows.append([axis, f"{lim}" + (" (not reached)" if data["capped"][axis] else ""),
+                     f"{min(v[axis] for v in per.values())}-{max(v[axis] for v in per.values())}",
+                     ", ".join(low) if len(low) < len(per) else "all"])
+    return section("pose_range", data, "How far each head axis turns before one photo's "
+                   "render tears; the limit over all avatars is pose.DEFAULT_LIMITS. Torn: over "
+                   f"{100 * data['threshold_torn_share']:.0f}% of the head's area folded or "
+                   f"stretched over {data['stretch']:g}x, or re-tracking NME over "
+                   f"{data['threshold_nme']}, or no face.",
+                   markdown_table(["axis", "limit, all avatars (deg)",
+                                   f"per avatar ({len(per)}), deg", "the tightest"], rows),
+                   plot="pose_range.png")
+
 
 
 if __name__ == "__main__":
