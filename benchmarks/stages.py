@@ -20,7 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _report import HERE, RESULTS, machine, write
+from _report import HERE, RESULTS, machine, markdown_table, rebuild, section, table_arg, write
 
 ROOT = HERE.parent
 PANEL = 260  # px: the height of each panel in the figure
@@ -143,7 +143,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--driver", default="franck60", help="a real clip's key (franck60)")
     parser.add_argument("--frame", type=int, default=120, help="the frame shown (120)")
+    table_arg(parser)
     args = parser.parse_args()
+    if args.table:
+        rebuild("stages", summary)
+        return
     data, panels = run(args.driver, args.frame)
     rows = []
     for part in (panels[:3], panels[3:]):  # two rows of three: readable on a page
@@ -157,18 +161,21 @@ def main() -> None:
                         for r in rows])
     RESULTS.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(RESULTS / "stages.jpg"), figure, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    data["notes"] = ["stages called one after another (the live pipeline overlaps capture "
+                     "and tracking with rendering in its own threads)"]
+    write("stages", data, summary(data))
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from stages.json alone (``--table``)."""
     med = data["ms_median_after_warmup"]
-    table = ("![one real frame through the stages](results/stages.jpg)\n\n"
-             "| stage | " + " | ".join(STAGES) + " |\n|" + "---|" * (len(STAGES) + 1) + "\n"
-             "| ms, median of the frames run | " + " | ".join(f"{med[s]:.2f}" for s in STAGES)
-             + " |\n\n"
-             f"{data['driver']} (frame {data['frame']}) driving the demo identity "
-             f"({data['renderer']} renderer), {data['out_size'][0]}x{data['out_size'][1]}, stages "
-             f"called one after another (the live pipeline overlaps capture and tracking "
-             f"with rendering in its own threads). Machine: {data['machine']['cpu']}, "
-             f"{data['machine']['cores']} cores, load {data['machine']['load_average_1min']};"
-             f" {data['measured']}.")
-    write("stages", data, table)
+    table = markdown_table(["stage", *STAGES],
+                           [["ms, median of the frames run", *(f"{med[s]:.2f}" for s in STAGES)]])
+    return section("stages", data, f"One real frame ({data['driver']}, frame {data['frame']}) "
+                   f"through each stage, driving the {data['person']} identity "
+                   f"({data['renderer']} renderer), stages called one after another: the "
+                   "README's diagram.", table, plot="stages.jpg")
+
 
 
 if __name__ == "__main__":
