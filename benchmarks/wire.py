@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import subprocess
 import tempfile
@@ -46,10 +45,10 @@ from typing import Any
 
 import numpy as np
 from _relay import KINDS, Relay, window
-from _report import RESULTS, machine, write
+from _report import machine, now, rebuild, write
 from _wire_driver import ReplaySource, tracked_driver
 from _wire_offline import compute
-from _wire_report import table
+from _wire_report import detail, summary
 
 from avatar_cam import live
 from avatar_cam.audio.mic import open_mic
@@ -334,13 +333,14 @@ def main() -> None:
                     help="rebuild the README section from results/wire.json, measure nothing")
     args = ap.parse_args()
     if args.table:
-        data = json.loads((RESULTS / "wire.json").read_text())
-        write("wire", data, table(data))
+        rebuild("wire", summary)
         return
     if args.quick:
         args.seconds = min(args.seconds, 6.0)
     data = asyncio.run(run_all(args))
-    write("wire", data, table(data), readme=args.readme and not args.quick)
+    data["measured"] = now()
+    write("wire", data, summary(data), readme=args.readme and not args.quick)
+    print(detail(data))
 
 
 if __name__ == "__main__":
