@@ -20,13 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..argtypes import int_in
 from ..errors import AvatarCamError, ImageError
 from ..person import Person, calibration_root, check_name, person_dir, save_person
+
+if TYPE_CHECKING:
+    from ..bank import Bank
 
 log = logging.getLogger("avatar_cam")
 POSITIVE = int_in(1, 10**9, "value")
@@ -151,15 +154,20 @@ def calibrate(args: argparse.Namespace) -> int:
     liveness = liveness_record(kind)
 
     sequences: list[np.ndarray] = []  # the clip's own landmarks, for the codec basis
+    banks: list[Bank] = []  # a clip's reference bank (render/bank.py), signed with the rest
     scenes: Scenes | None = None  # a clip's: the warp reference of each scene
 
     def sign(folder: Path) -> object:
-        """Last step in the build folder: the landmark codec's basis, then the signature
-        (which covers every file, so nothing may be added after it)."""
+        """Last step in the build folder: a clip's reference bank and the landmark
+        codec's basis, then the signature (which covers every file, so nothing may be
+        added after it)."""
+        from ..bank import save_bank
         from ..honesty.signing import sign_model
         from ..webrtc.basis import save_basis
         from ..webrtc.enroll import learn_basis
 
+        for bank in banks:
+            save_bank(bank, folder)
         size = (person.crop_size, person.crop_size)
         save_basis(learn_basis(person.neutral, size, sequences or None), folder)
         return sign_model(folder, owner, consent, liveness=liveness)
@@ -217,6 +225,8 @@ def calibrate(args: argparse.Namespace) -> int:
                                  "warp_source": f"frame {clip.stats['photo_frame']}",
                                  "owner": owner, "consent": consent, **liveness})
         train, val, test = split(clip)
+        banks.append(_bank(clip, i, len(test)))
+        person.meta["bank"] = {"frames": len(banks[0]), "missing": list(banks[0].missing)}
         if args.references == "scenes" and cfg.warp:
             scenes = find_scenes(clip, train, (person.crop, person.neutral),
                                  clip.stats["photo_frame"])
@@ -258,6 +268,20 @@ def calibrate(args: argparse.Namespace) -> int:
     log.info("enrolled %s into %s (best validation SSIM %.3f at step %d)", name, folder,
              result.best_val_ssim, result.best_step)
     return 0
+
+
+def _bank(clip: Any, photo: int, held_out: int) -> Bank:
+    """The reference bank of ``clip`` (photo at index ``photo``), chosen from the frames
+    before its last ``held_out`` (held out for `evaluate`, never in the bank)."""
+    from ..bank import build_bank
+
+    before = len(clip) - held_out
+    keep = np.arange(before) if photo < before else np.append(np.arange(before), photo)
+    at = int(np.flatnonzero(keep == photo)[0])
+    bank = build_bank(clip.crops[keep], clip.points[keep], photo=at, frames=clip.index[keep])
+    log.info("reference bank: %d of the clip's frames%s", len(bank),
+             f" (it lacks: {'; '.join(bank.missing)})" if bank.missing else "")
+    return bank
 
 
 def _now() -> str:
