@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from _drive_measure import EDGE_BAND, EDGE_GAP, EDGE_NULL_Q, EDGE_SHARE_MAX
-from _report import markdown_table
+from _report import machine_line, markdown_table, met
 
 TARGET = {"face_found": 0.99, "face_inside": 0.99, "closer_to_avatar": 0.99,
           "edge_over_null_share": EDGE_SHARE_MAX, "fps": 0.97 * 30.0, "p95_ms": 40.0}
@@ -53,7 +53,56 @@ def _verdict(miss: list[str]) -> str:
     return ("NO: " if any(not x.startswith("n/a") for x in miss) else "") + ", ".join(miss)
 
 
+def summary(data: dict[str, Any], sheets: str, figure: str | None) -> str:
+    """The README section: per target, how many pairs meet it and the worst pair."""
+    pairs = data["pairs"]
+    checks: list[tuple[str, str, Any, bool]] = [  # (what, TARGET's key, figure, higher)
+        ("face found (fresh MediaPipe on the output)", "face_found",
+         lambda r: r["face_found"], True),
+        ("face wholly inside the frame", "face_inside", lambda r: r["face_inside"], True),
+        ("closer to the avatar than to the driver (dlib)", "closer_to_avatar",
+         lambda r: r.get("identity", {}).get("closer_to_avatar"), True),
+        ("frames whose render-square edge shows (over the null)", "edge_over_null_share",
+         lambda r: r["edge"]["over_null_share"], False),
+        ("live fps", "fps", lambda r: r["live"]["fps"] if "live" in r else None, True),
+        ("live capture-to-sink p95, ms", "p95_ms",
+         lambda r: r["live"]["latency_ms"]["p95"] if "live" in r else None, False)]
+    rows = []
+    for what, key, get, higher in checks:
+        limit, share = TARGET[key], key not in ("fps", "p95_ms")
+
+        def show(v: float, share: bool = share) -> str:
+            return pct(v) if share else f"{v:.1f}"
+
+        bound = f"{'>=' if higher else '<='} {show(limit)}"
+        got = {k: get(r) for k, r in pairs.items() if get(r) is not None}
+        if not got:
+            rows.append([what, bound, f"0 of {len(pairs)} measured", "", ""])
+            continue
+        ok = [k for k, v in got.items() if (v >= limit if higher else v <= limit)]
+        worst = (min if higher else max)(got, key=lambda k: got[k])
+        same = len(set(got.values())) == 1
+        rows.append([what, bound, f"{len(ok)} of {len(pairs)}",
+                     f"{show(got[worst])} ({'every pair' if same else worst})",
+                     met(len(ok) == len(pairs))])
+    every = data.get("every_frame_ok")
+    if every is not None:
+        rows.append(["every input frame reached the output (lockstep run)", "all pairs",
+                     f"{every} of {len(pairs)}", "", met(every == len(pairs))])
+    table = markdown_table(["target", "bound", "pairs meeting it", "worst (avatar:driver)",
+                            "target met"], rows)
+    parts = [f"Every enrollable avatar driven by every real clip of another person "
+             f"({len(pairs)} pairs, product options): the issue 17 targets; every pair's "
+             "figures (eyes, mouth, jitter, edge) in the JSON.", "", table]
+    if figure:
+        parts += ["", f"![drive]({figure})"]
+    parts += ["", f"Contact sheets, driver | output: {sheets}.", "",
+              machine_line("drive", data)]
+    return "\n".join(parts)
+
+
 def table(data: dict[str, Any], sheets: str, figure: str | None) -> str:
+    """Every pair's row and what the columns mean (printed by a measuring run)."""
     rows = []
     for key, r in data["pairs"].items():
         a, d = key.split(":")

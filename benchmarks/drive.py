@@ -74,8 +74,8 @@ from _drive_measure import (
     thresholds,
     thumb,
 )
-from _drive_report import TARGET, figure, meets, pct, table
-from _report import RESULTS, machine, write
+from _drive_report import TARGET, figure, meets, pct, summary, table
+from _report import RESULTS, machine, now, write, write_section
 
 from avatar_cam import live
 from avatar_cam.person import Person, load_person
@@ -214,8 +214,9 @@ def rerun_live(pairs: list[tuple[str, str]], persons: dict[str, Person],
               f"{r['live']['latency_ms']['p95']:.1f} ms")
     data["live_frames"] = frames
     data["machine_live_rerun"] = machine()
-    write("drive", data, table(data, SHEET_NAMES,
-                               FIGURE if figure(data, SHEETS / "summary.png") else None))
+    plot = FIGURE if figure(data, SHEETS / "summary.png") else None
+    write("drive", data, summary(data, SHEET_NAMES, plot))
+    print(table(data, SHEET_NAMES, plot))
 
 
 def _commit() -> str:
@@ -255,7 +256,8 @@ def main() -> None:
     if args.table:
         data: dict[str, Any] = json.loads((RESULTS / "drive.json").read_text())
         fig = SHEETS / "summary.png"
-        write("drive", data, table(data, SHEET_NAMES, FIGURE if figure(data, fig) else None))
+        write_section("drive", summary(data, SHEET_NAMES,
+                                       FIGURE if figure(data, fig) else None))
         return
     if args.quick:
         args.pairs, args.seconds, args.max_frames, args.live_frames = QUICK_PAIRS, 2.0, 40, 60
@@ -339,7 +341,7 @@ def main() -> None:
     first = found[pairs[0][1]]  # a real frame for the edge measure's known cases
     sample = read_frames(first.path, {drivers[first.key][0] // 2})[drivers[first.key][0] // 2]
     data = {
-        "machine": machine(), "commit": _commit(), "target": TARGET,
+        "machine": machine(), "measured": now(), "commit": _commit(), "target": TARGET,
         "live_options": dataclasses.asdict(live.LiveOptions()),
         "driver_frames": {"seconds": args.seconds, "max_frames": args.max_frames},
         "live_frames": args.live_frames, "identity_every": args.identity_every,
@@ -359,8 +361,9 @@ def main() -> None:
         print(table(data, str(out_dir), str(out_dir / "summary.png")))
         print(f"quick run: {json_path} and sheets in {out_dir} (README untouched)")
     else:
-        write("drive", data, table(data, SHEET_NAMES,
-                                   FIGURE if figure(data, SHEETS / "summary.png") else None))
+        plot = FIGURE if figure(data, SHEETS / "summary.png") else None
+        write("drive", data, summary(data, SHEET_NAMES, plot))
+        print(table(data, SHEET_NAMES, plot))
 
 
 if __name__ == "__main__":
