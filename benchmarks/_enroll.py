@@ -197,6 +197,19 @@ def part_enroll_eval(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def sixty_seconds(e: dict[str, Any]) -> tuple[float, bool] | None:
+    """A 60 s clip's whole enrollment on the enroll part's machine, in seconds, and whether
+    its training ran to the end (False: extrapolated from where the device's time ran out);
+    None without the 60 s run or the preparation's timing."""
+    long, prep = e.get("runs", {}).get("60s"), e.get("prepare")
+    if not long or not prep:
+        return None
+    done = "killed_at_step" not in long
+    train_s = float(long["wall_s"] if done else long["projected_train_s"])
+    setup = [r["wall_s"] - r["train_s"] for k, r in e["runs"].items() if k.startswith("person")]
+    return CLIP_60S * prep["ms_per_frame"] / 1e3 + train_s + (setup[0] if setup else 0.0), done
+
+
 def enroll_text(e: dict[str, Any]) -> str:
     """The README paragraph for the enroll and enroll-eval parts."""
     m = e["machine"]

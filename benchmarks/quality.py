@@ -38,7 +38,8 @@ benchmarks/README.md is rebuilt from everything measured so far):
 
     .venv/bin/python benchmarks/quality.py [--parts megamind,compare,demo,speed] [--steps 400]
         [--who 0,1]
-    .venv/bin/python benchmarks/quality.py --parts table   # rebuild the README table only
+    .venv/bin/python benchmarks/quality.py --table   # rebuild the README section only
+    .venv/bin/python benchmarks/quality.py --parts detail   # every run's row, printed
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ from _clips import (
 from _enroll import part_enroll, part_enroll_eval
 from _meta import part_metatrain
 from _novelty import part_novelty
-from _report import RESULTS, machine, write
-from _table import table
+from _report import RESULTS, machine, write, write_section
+from _table import summary, table
 
 from avatar_cam import mesh, motion
 from avatar_cam.calibrate.dataset import Clip, photo_index, prepare_clip, read_video, split
@@ -344,6 +345,8 @@ PARTS = {"megamind": part_megamind, "compare": part_compare, "demo": part_demo,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", default="megamind,demo,speed")
+    p.add_argument("--table", action="store_true",
+                   help="rebuild the README section from quality.json (--parts table)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--who", default="0,1", help="Megamind's people to enroll (0: most frames)")
     p.add_argument("--seed", type=int, default=0, help="training seed (not 0: kept beside)")
@@ -367,6 +370,8 @@ def main() -> None:
     p.add_argument("--device", default="auto", help="enroll part: auto | cpu | cuda[:N]")
     p.add_argument("--enroll-steps", type=int, help="enroll part: steps (a smoke run)")
     args = p.parse_args()
+    if args.table:
+        args.parts = "table"
     parts = set(filter(None, args.parts.split(",")))
     if {"blocks": "clips", "baseline": "megamind"}.get(args.split, "") not in parts | {""}:
         p.error(f"--split {args.split} is for part "
@@ -375,19 +380,22 @@ def main() -> None:
     path = RESULTS / "quality.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     for part in filter(None, args.parts.split(",")):
-        if part == "table":  # rebuild the README table from the JSON alone
-            write("quality", data, table(data))
+        if part == "table":  # rebuild the README section from the JSON alone
+            write_section("quality", summary(data))
+            continue
+        if part == "detail":  # every run's row and the explanations, printed
+            print(table(data))
             continue
         if part == "novelty":  # what training shows of each measured held-out slice
             part_novelty(data, lambda who: megamind_clip(256, int(who)),
                          lambda key: clip(CACHE, key, 256),
                          lambda c, key: blocks_for(CACHE, c, key),
                          lambda c: split_from(c, BASELINE_FIRST)[0])
-            write("quality", data, table(data))
+            write("quality", data, summary(data))
             continue
         if part == "enroll-eval":  # what the enroll part trained (on a GPU), judged here
             data["enroll"] = part_enroll_eval(data.get("enroll", {}))
-            write("quality", data, table(data))
+            write("quality", data, summary(data))
             continue
         print(f"== {part}")
         result = PARTS[part](args)
@@ -398,7 +406,7 @@ def main() -> None:
         data[part]["measured"] = time.strftime("%Y-%m-%d %H:%M")
         if part != "enroll":  # that part names its own machine (a GPU's host, say)
             data["machine"] = machine()
-        write("quality", data, table(data))
+        write("quality", data, summary(data))
 
 
 if __name__ == "__main__":
