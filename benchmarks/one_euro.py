@@ -11,19 +11,21 @@
    the truth) plus the moving-part RMS error.
 
 Run from the repository root: .venv/bin/python benchmarks/one_euro.py
-Writes benchmarks/results/one_euro.json and prints a markdown table.
+Writes benchmarks/results/one_euro.json and its README section, and prints the whole grid;
+--table rebuilds the section from the JSON alone.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from _report import machine, markdown_table, met, rebuild, section
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -163,7 +165,37 @@ def choose(rows: list[dict], raw: dict) -> dict:
     return min(ok or rows, key=lambda r: r["moving_rms_px"])
 
 
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from one_euro.json alone (``--table``): the rule's bounds, the
+    shipped default and the grid's best against the unfiltered tracker (the anchor)."""
+    rule, raw, default, best = data["rule"], data["raw"], data["default"], data["best"]
+
+    def ok(r: dict[str, Any]) -> bool:
+        return (r["still_jitter_px"] <= rule["max_jitter_ratio"] * raw["still_jitter_px"]
+                and r["still_jitter_3x_px"] <= rule["max_jitter_ratio"]
+                * raw["still_jitter_3x_px"]
+                and max(r["lag_head_ms"], r["lag_mouth_ms"]) <= rule["max_lag_ms"])
+
+    rows = [[name, f"{r['min_cutoff']:g}" if r is not raw else "-",
+             f"{r['beta']:g}" if r is not raw else "-", f"{r['still_jitter_px']:.3f}",
+             f"{r['still_jitter_3x_px']:.3f}", f"{r['lag_head_ms']:.0f} / {r['lag_mouth_ms']:.0f}",
+             f"{r['moving_rms_px']:.3f}", "" if r is raw else met(ok(r))]
+            for name, r in (("anchor: no filter", raw), ("default (tracking.py)", default),
+                            ("grid's best", best))]
+    table = markdown_table(
+        ["setting", "min_cutoff Hz", "beta", f"still jitter px (<= {rule['max_jitter_ratio']:g}"
+         " x raw)", f"at {rule['noisier']:g}x noise", f"lag head / mouth ms (<= "
+         f"{rule['max_lag_ms']:.0f})", "moving RMS px", "rule met"], rows)
+    return section("one_euro", data, f"The landmark One Euro filter on a synthetic "
+                   f"{data['fps']:g} fps trajectory with MediaPipe's measured still-face "
+                   f"jitter ({data['mediapipe_still_jitter_px']:.3f} px): jitter against lag; "
+                   "the whole grid in the JSON.", table)
+
+
 def main() -> None:
+    if "--table" in sys.argv[1:]:  # the README section again from one_euro.json
+        rebuild("one_euro", summary)
+        return
     t0 = time.perf_counter()
     base, jitter = measure_jitter()
     iod = mesh.inter_ocular(base)
@@ -199,7 +231,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "one_euro.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "machine": machine(),
         "fps": FPS,
         "mediapipe_still_jitter_px": jitter,
         "inter_ocular_px": iod,
@@ -209,8 +241,10 @@ def main() -> None:
         "best": best,
         "default": default,
         "grid": rows,
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
+    rebuild("one_euro", summary)
 
 
 if __name__ == "__main__":

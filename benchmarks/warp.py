@@ -21,7 +21,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _report import HERE, machine, markdown_table, write
+from _report import HERE, machine, markdown_table, now, rebuild, section, table_arg, write
 
 from avatar_cam import motion
 from avatar_cam.person import load_person
@@ -59,7 +59,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150, help="frames per target stream")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (1 = one core)")
     ap.add_argument("--readme", action="store_true", help="also update benchmarks/README.md")
+    table_arg(ap)
     args = ap.parse_args()
+    if args.table:
+        rebuild("warp", summary)
+        return
     cv2.setNumThreads(args.threads)
 
     person = load_person("demo", HERE.parent / "calibration")
@@ -99,11 +103,29 @@ def main() -> None:
                "wall p95 ms"]
     table = markdown_table(headers, [[cell(v) for v in row] for row in rows])
     builds = ", ".join(f"{k} px {v} ms" for k, v in results["build_ms"].items())
-    table += (f"\n\nOpenCV threads: {args.threads}; {args.frames} frames per stream; the "
+    results["measured"] = now()
+    results["notes"] = [(f"OpenCV threads: {args.threads}; {args.frames} frames per stream; the "
               f"demo identity's {s} px crop. Mesh construction (once): {builds}. Machine: "
               f"{results['machine']['cpu']}, {results['machine']['cores']} cores (shared; load "
-              f"{load_before:.1f} at start).")
-    write("warp", results, table, readme=args.readme)
+              f"{load_before:.1f} at start).")]
+    results["table"] = table
+    write("warp", results, summary(results), readme=args.readme)
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The README section, from warp.json alone (``--table``)."""
+    rows = []
+    for stage, label in (("rasterize", "rasterize (conditioning sketch)"),
+                         ("render", "WarpRenderer.render")):
+        for res in sorted({int(k.split("/")[0]) for k in data[stage]}):
+            n, e = data[stage].get(f"{res}/neutral"), data[stage].get(f"{res}/expressive")
+            rows.append([label, res, *(f"{x['cpu_median_ms']:.2f} / {x['cpu_p95_ms']:.2f}"
+                                       if x else "" for x in (n, e))])
+    return section("warp", data, f"The rasterizer and the warp renderer, ms a frame on "
+                   f"{data.get('opencv_threads', '?')} OpenCV thread(s), the demo identity; "
+                   "no target of its own (it is a share of the pipeline's frame budget).",
+                   markdown_table(["stage", "px", "CPU ms median / p95: neutral",
+                                   "expressive"], rows))
 
 
 if __name__ == "__main__":
