@@ -411,6 +411,7 @@ def main() -> None:
             "seconds": time.perf_counter() - t_start, "measured": now(),
             "notes": notes}
     write("watermark", data, report(data))
+    print(table)  # every transform (their figures are the JSON's summary)
     print(f"({data['seconds']:.0f} s)")
 
 
