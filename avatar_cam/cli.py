@@ -59,10 +59,11 @@ def _add_output_args(p: argparse.ArgumentParser, default_sink: str) -> None:
                         "the head stays where the enrollment photo frames it")
     p.add_argument("--resolution", type=int, default=384, choices=(256, 384, 512),
                    help="face render resolution (384)")
-    p.add_argument("--renderer", choices=("auto", "neural", "warp"), default="auto",
+    p.add_argument("--renderer", choices=("auto", "neural", "warp", "bank"), default="auto",
                    help="auto (default): the person's trained generator if they have one, "
                         "else warp; neural: insist on the generator; warp: piecewise-affine "
-                        "warp of the enrollment photo, no generator")
+                        "warp of the enrollment photo, no generator; bank: the nearest of "
+                        "the real frames kept from the enrollment clip, warped and blended")
     from .backends.runtime import GROUPS  # light: no torch or onnxruntime import
 
     p.add_argument("--backend", default="auto", choices=sorted(GROUPS),

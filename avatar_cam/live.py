@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .bank import BANK_DIR, load_bank
 from .capture import SyntheticSource, VideoFileSource, WebcamSource
 from .compose import Compositor, Layout, frame_layout
 from .drive import Adapter
@@ -93,7 +94,8 @@ class LiveOptions:
     pace: bool = True  # send at most fps frames a second
     track: bool = True  # False: drive from a synthetic source's ground truth
     # auto: the person's neural generator when they have one (the demo identity does),
-    # else the warp renderer; neural insists on the generator; warp never uses it.
+    # else the warp renderer; neural insists on the generator; warp never uses it; bank:
+    # the person's reference frames (render/bank.py), opt-in.
     renderer: str = "auto"
     backend: str = "auto"  # neural renderer's runtime: auto picks the fastest available
     precision: str = "auto"  # auto | fp32 | fp16 | int8
@@ -308,24 +310,38 @@ def framer_for(person: Person, layout: Layout, opts: LiveOptions) -> Framer:
 
 
 def renderer_kind(person: Person, requested: str) -> str:
-    """Which renderer ``requested`` (auto | neural | warp) means for this person."""
+    """Which renderer ``requested`` (auto | neural | warp | bank) means for this person
+    (auto never picks bank yet)."""
     from .render.neural import has_neural
 
+    if requested == "bank" and not (person.folder / BANK_DIR).is_dir():
+        raise ModelError(f"{person.name!r} has no reference bank",
+                         f"enroll from a clip: avatar-cam calibrate {person.name} --video "
+                         "CLIP --consent ..., or use --renderer warp")
     if requested == "auto":
         return "neural" if has_neural(person.folder) else "warp"
     if requested == "neural" and not has_neural(person.folder):
         raise ModelError(f"{person.name!r} has no trained generator",
                          f"train one: avatar-cam calibrate {person.name} --video CLIP "
                          "--consent ..., or use --renderer warp")
-    if requested not in ("neural", "warp"):
-        raise ValueError(f"renderer must be auto, neural or warp, got {requested!r}")
+    if requested not in ("neural", "warp", "bank"):
+        raise ValueError(f"renderer must be auto, neural, warp or bank, got {requested!r}")
     return requested
 
 
 def open_renderer(person: Person, opts: LiveOptions) -> FaceRenderer:
     """The face renderer: the neural generator (at its own resolution; the compositor
-    rescales) or the warp renderer at ``opts.resolution``."""
-    if renderer_kind(person, opts.renderer) == "neural":
+    rescales), the warp renderer, or the bank renderer (the nearest of the person's
+    real reference frames warped, render/bank.py) at ``opts.resolution``."""
+    kind = renderer_kind(person, opts.renderer)
+    if kind == "bank":
+        from .render.bank import BankRenderer
+
+        bank = load_bank(person.folder, person.crop_size)
+        if bank is None:
+            raise ModelError(f"{person.name!r} has no reference bank", "use --renderer warp")
+        return BankRenderer(bank, person.neutral, resolution=opts.resolution)
+    if kind == "neural":
         from .backends.renderer import open_renderer as open_neural
 
         return open_neural(person, backend=opts.backend, precision=opts.precision)

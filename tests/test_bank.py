@@ -225,9 +225,29 @@ def test_enrolling_from_a_clip_signs_the_bank_and_a_tampered_frame_is_refused(
     assert person.meta["bank"]["frames"] == len(stored)
     held = json.loads((person.folder / "person.json").read_text())
     assert held["bank"]["missing"] == list(stored.missing)
+    # --renderer bank opens the bank renderer for this person (auto stays as it was).
+    from avatar_cam.live import LiveOptions, open_renderer, renderer_kind
+
+    assert renderer_kind(person, "auto") == "warp" and renderer_kind(person, "bank") == "bank"
+    with open_renderer(person, LiveOptions(renderer="bank", resolution=256)) as renderer:
+        assert isinstance(renderer, BankRenderer)
+        out = renderer.render(Landmarks(0, 0, person.neutral, (64, 64)))
+        assert out.shape == (256, 256, 3)
     frame = person.folder / "bank" / "00.png"
     img = cv2.imread(str(frame))
     img[10:20, 10:20] = 255 - img[10:20, 10:20]
     cv2.imwrite(str(frame), img)
     with pytest.raises(ModelError):
         load_person("bea", root)
+
+
+def test_renderer_bank_needs_a_bank(env_home: Path) -> None:
+    """A person enrolled from a photo has no bank: --renderer bank says what to do."""
+    from avatar_cam.live import renderer_kind
+    from avatar_cam.person import load_person
+
+    person = load_person("astro")
+    assert load_bank(person.folder, person.crop_size) is None
+    with pytest.raises(ModelError, match="no reference bank") as err:
+        renderer_kind(person, "bank")
+    assert "--video" in str(err.value)
