@@ -30,7 +30,10 @@ def summary(data: dict[str, Any]) -> str:
                 and m.get("references", "photo") != "photo"}
     for key, m in sorted(defaults.items(), key=lambda km: km[1].get("split_kind") != "baseline"):
         ok = m["ssim"] >= TARGET_SSIM and (m.get("nme") or 0.0) <= TARGET_NME
-        rows.append([_case(key, m), f"{m['ssim']:.3f}", _f(m["warp_only"].get("ssim")),
+        ceiling = (m.get("novelty") or {}).get("ceiling")
+        rows.append([_case(key, m) + (f" (SSIM ceiling of the slice {ceiling:.3f})"
+                                      if ceiling is not None and ceiling < TARGET_SSIM else ""),
+                     f"{m['ssim']:.3f}", _f(m["warp_only"].get("ssim")),
                      f"{m['psnr']:.1f}", _f(m.get("nme")),
                      f"SSIM >= {TARGET_SSIM}, NME <= {TARGET_NME}", met(ok)])
     if defaults:
