@@ -100,7 +100,7 @@ def summary(data: dict[str, Any]) -> str:
     extra = ([f"Anchor: MediaPipe alone on the same 640x480 footage, p50 {b['p50_ms']:.1f} ms, "
               f"p95 {b['p95_ms']:.1f} ms a frame."] if "p50_ms" in b else [])
     return section("pipeline", data, "Capture-to-sink fps and latency of the live pipeline "
-                   "(real-time pacing, null sink, 1280x720 out); per-stage times in the JSON.",
+                   "(real-time pacing, null sink); per-stage times in the JSON.",
                    markdown_table(head, rows), extra=extra)
 
 
