@@ -31,7 +31,18 @@ from typing import Any
 
 import _sync_measure as sm
 import numpy as np
-from _report import machine, markdown_table, met, now, rebuild, section, table_arg, write
+from _report import (
+    RESULTS,
+    load,
+    machine,
+    markdown_table,
+    met,
+    now,
+    rebuild,
+    section,
+    table_arg,
+    write,
+)
 
 from avatar_cam import live
 from avatar_cam.audio.mic import open_mic
@@ -162,6 +173,7 @@ def main() -> None:
     table_arg(parser)
     args = parser.parse_args()
     if args.table:
+        plot(load("lipsync"))
         rebuild("lipsync", summary)
         return
     logging.basicConfig(level=logging.WARNING)
@@ -196,7 +208,34 @@ def main() -> None:
               f"ms and p95 <= 60 ms. Machine: {results['machine']['cpu']}, "
               f"{results['machine']['cores']} cores, no GPU; load "
               f"{results['machine']['load_average_1min']}.")]
+    plot(results)
     write("lipsync", results, summary(results), readme=not args.no_readme)
+
+
+def plot(data: dict[str, Any]) -> None:
+    """results/lipsync.png: each call's offsets against the target window."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    series = [(f"{mode}, {reading}", m[key]["offsets_ms"]) for mode, m in data["modes"].items()
+              for reading, key in (("as played", "as_played"), ("mp4", "mp4"))
+              if m.get(key, {}).get("offsets_ms")]
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(series) + 1.4))
+    ax.axvspan(-sm.AHEAD_MS, sm.BEHIND_MS, color="tab:green", alpha=0.15, label="target")
+    for i, (_, offsets) in enumerate(series):
+        ax.plot(offsets, [i] * len(offsets), "|", markersize=12, color="tab:blue")
+    ax.set_yticks(range(len(series)), [name for name, _ in series], fontsize=8)
+    ax.set_xlabel("sound minus picture at the receiver, ms (positive: sound after)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "lipsync.png", dpi=80)
+    plt.close(fig)
 
 
 def summary(data: dict[str, Any]) -> str:
@@ -210,7 +249,8 @@ def summary(data: dict[str, Any]) -> str:
                             f"within [-{sm.AHEAD_MS:g}, +{sm.BEHIND_MS:g}]", "target"], rows)
     return section("lipsync", data, f"Audio-to-picture offset at the receiver of "
                    f"{data['seconds']:.0f} s one-way loopback calls (sound minus picture, "
-                   "positive: sound after), per mode, as played and as recorded.", table)
+                   "positive: sound after), per mode, as played and as recorded.", table,
+                   plot="lipsync.png")
 
 
 if __name__ == "__main__":
