@@ -113,7 +113,7 @@ def test_bank_renderer_reproduces_each_reference_and_is_deterministic(
             BankRenderer(bank, neutral, RES) as other:
         assert len(renderer) == len(bank)
         for j in range(0, len(bank), 3):
-            lm = Landmarks(0, 0, bank.points[j], (RES, RES))
+            lm = Landmarks(0, 0, bank.points[j], (RES, RES), cut=True)  # unsmoothed
             idx, w = renderer.nearest(bank.points[j])
             assert idx[0] == j and w[0] > 0.98
             out = renderer.render(lm)
@@ -121,6 +121,15 @@ def test_bank_renderer_reproduces_each_reference_and_is_deterministic(
             assert _face_ssim(out, bank.crops[j], bank.points[j]) > 0.9
             assert np.array_equal(out, renderer.render(lm))
             assert np.array_equal(out, other.render(lm))
+            assert renderer.last[0][0] == j
+        # A sequence: the weights are smoothed over time, the same for the same sequence.
+        seq = [Landmarks(0, 0, bank.points[j], (RES, RES)) for j in (1, 2, 2, 1)]
+        renderer.reset()
+        other.reset()
+        for lm in seq:
+            assert np.array_equal(renderer.render(lm), other.render(lm))
+            assert np.array_equal(renderer.last[1], other.last[1])
+        assert renderer.last[1][0] < 0.98  # still easing back from frame 2
     with pytest.raises(RuntimeError):
         renderer.render(lm)
 
