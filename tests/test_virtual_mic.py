@@ -220,7 +220,10 @@ def test_run_virtual_mic_passes_the_voice_behind_the_picture(tmp_path: Path,
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
         assert time.monotonic() < t_end, "the virtual microphone never appeared"
         time.sleep(0.2)
-    heard = listen(f"device:{SOURCE}", 100)
+    # 5 s from the moment the source appears: the voice starts with the first picture,
+    # after the renderer and MediaPipe have started (1-2 s on 2 cores), and the run's
+    # 240 frames take 8 s after that, so the source outlives the recording.
+    heard = listen(f"device:{SOURCE}", 250)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err[-2000:]
     assert 'virtual microphone "avatar-cam microphone"' in err
