@@ -81,18 +81,6 @@ def enrollment(steps: int) -> dict[str, Any]:
             "speedup_projected": round(projected / max(default["wall_s"], 1e-6), 1)}
 
 
-def _ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    ga, gb = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (a, b))
-    return float(structural_similarity(ga, gb, data_range=255))
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
-
-
 def _timed(renderer: Any, lm: Landmarks, size: int) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
     img = renderer.render(lm)
@@ -105,6 +93,7 @@ def _timed(renderer: Any, lm: Landmarks, size: int) -> tuple[np.ndarray, float]:
 def generator_vs_warp(frames: int) -> dict[str, Any]:
     """Part (b): the demo's photo-trained generator against the warp renderer."""
     from _drive_inputs import clips
+    from bandwidth import psnr, ssim
 
     from avatar_cam.backends.renderer import open_renderer
     from avatar_cam.live import LiveOptions, adapter_for
@@ -125,7 +114,7 @@ def generator_vs_warp(frames: int) -> dict[str, Any]:
                 continue
             adapter = adapter_for(person, LiveOptions())
             cap = cv2.VideoCapture(str(clip.path))
-            ssim, psnr, ms_w, ms_n, faces = [], [], [], [], 0
+            ssims, psnrs, ms_w, ms_n, faces = [], [], [], [], 0
             with MediaPipeTracker(smoothing=None) as tracker:
                 for n in range(min(frames, clip.count)):
                     ok, image = cap.read()
@@ -140,14 +129,14 @@ def generator_vs_warp(frames: int) -> dict[str, Any]:
                     if n >= 5:  # past each renderer's first-call warm-up
                         ms_w.append(wa)
                         ms_n.append(wb)
-                    ssim.append(_ssim(a, b))
-                    psnr.append(_psnr(a, b))
+                    ssims.append(ssim(a, b))
+                    psnrs.append(psnr(a, b))
             cap.release()
             out["drivers"][key] = {
-                "shows": clip.shows, "frames": len(ssim), "driver_face_found": faces,
-                "ssim_mean": round(float(np.mean(ssim)), 4),
-                "ssim_min": round(float(np.min(ssim)), 4),
-                "psnr_mean_db": round(float(np.mean(psnr)), 2),
+                "shows": clip.shows, "frames": len(ssims), "driver_face_found": faces,
+                "ssim_mean": round(float(np.mean(ssims)), 4),
+                "ssim_min": round(float(np.min(ssims)), 4),
+                "psnr_mean_db": round(float(np.mean(psnrs)), 2),
                 "warp_ms_p50": round(float(np.median(ms_w)), 2),
                 "generator_ms_p50": round(float(np.median(ms_n)), 2)}
             print(key, out["drivers"][key])

@@ -27,16 +27,6 @@ PANEL = 260  # px: the height of each panel in the figure
 STAGES = ("capture", "track", "drive", "render", "compose")
 
 
-class _Null:
-    """The sink: the figure is the output."""
-
-    def send(self, frame: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _panel(image: np.ndarray, title: str, note: str) -> np.ndarray:
     h, w = image.shape[:2]
     k = PANEL / h
@@ -80,7 +70,7 @@ def run(driver_key: str, frame_no: int) -> tuple[dict[str, Any], list[np.ndarray
     opts = LiveOptions(out_size=(1280, 720))
     if frame_no >= clip.count:
         raise SystemExit(f"{clip.path} has {clip.count} frames")
-    pipeline = build_pipeline(person, VideoFileSource(clip.path, realtime=False), _Null(),
+    pipeline = build_pipeline(person, VideoFileSource(clip.path, realtime=False), "null",
                               opts)
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     shown: dict[str, Any] = {}

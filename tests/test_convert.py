@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from honesty_checks import label_visible
 
+from avatar_cam.calibrate.dataset import read_video
 from avatar_cam.cli import main
 from avatar_cam.honesty.c2pa_manifest import read_manifest
 from avatar_cam.honesty.detection import detect
@@ -29,18 +30,6 @@ from avatar_cam.recording import mux_with_sound
 
 TONE_HZ, TONE_START_S, TONE_RATE = 1000.0, 0.5, 44100  # a rate the output must convert
 FAST = ["--person", "demo", "--size", "320x240", "--resolution", "256", "--renderer", "warp"]
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    return frames
 
 
 def _tone_file(path: Path, seconds: float) -> None:
@@ -103,7 +92,7 @@ def test_every_frame_and_the_sound_are_kept(toned: Path, tmp_path: Path,
     caplog.set_level(logging.INFO, logger="avatar_cam")
     out = tmp_path / "out.mp4"
     assert main(["convert", *FAST, str(toned), str(out)]) == 0
-    frames_in, frames = _frames(toned), _frames(out)
+    frames_in, frames = list(read_video(toned)()), list(read_video(out)())
     assert len(frames_in) == 72 and len(frames) == len(frames_in)  # not one dropped
     cap = cv2.VideoCapture(str(out))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0, abs=0.01)  # the input's rate
@@ -147,7 +136,7 @@ def test_a_video_without_sound_with_the_bar_on_a_terminal(
     monkeypatch.setattr(sys, "stderr", terminal)
     out = tmp_path / "out.mp4"
     assert main(["convert", *FAST, "--size", "160x96", str(silent), str(out)]) == 0
-    assert len(_frames(out)) == len(_frames(silent)) == 20
+    assert len(list(read_video(out)())) == len(list(read_video(silent)())) == 20
     with av.open(str(out)) as c:
         assert not c.streams.audio
     bar = terminal.getvalue()
