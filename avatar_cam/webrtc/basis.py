@@ -136,16 +136,23 @@ class ExpressionBasis:
 
     # -- landmarks <-> parameters ------------------------------------------------------
 
-    def analyze(self, points: np.ndarray) -> np.ndarray:
-        """(7 + K,) float64 parameters of (478, 3) landmarks in the person's crop pixels."""
+    def _pose_and_residual(self, points: np.ndarray
+                           ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(scale, rotation, translation) of ``points`` on the neutral, fitted on the rigid
+        points, and the (1434,) residual left with that pose undone (neutral subtracted,
+        in IOD)."""
         check_points(points)
         n = self.neutral.astype(np.float64)
-        c = self.centre
         p = points.astype(np.float64)
         s, r, t = fit_pose(n, p)
+        return s, r, t, ((p - t) @ r / s - n).reshape(-1) / self.iod
+
+    def analyze(self, points: np.ndarray) -> np.ndarray:
+        """(7 + K,) float64 parameters of (478, 3) landmarks in the person's crop pixels."""
+        s, r, t, residual = self._pose_and_residual(points)
+        c = self.centre
         # The pivot is the neutral's rigid centre: translation is then the head's shift.
         shift = s * (r @ c) + t - c
-        residual = ((p - t) @ r / s - n).reshape(-1) / self.iod
         coeffs = self.components.astype(np.float64) @ (residual - self.mean)
         pose = np.concatenate([rotation_vector(r), [math.log(s)], shift / self.iod])
         return np.concatenate([pose, coeffs])
@@ -172,11 +179,7 @@ class ExpressionBasis:
         bytes change, so the digest (and every packet's tag) does too: the receiver
         decodes with the bytes it is sent. Round-tripped through its bytes, as
         ``basis_for`` returns it."""
-        check_points(rest)
-        n = self.neutral.astype(np.float64)
-        p = rest.astype(np.float64)
-        s, r, t = fit_pose(n, p)
-        offset = ((p - t) @ r / s - n).reshape(-1) / self.iod
+        offset = self._pose_and_residual(rest)[3]
         moved = replace(self, mean=(self.mean + offset).astype(np.float32), _cache={})
         return ExpressionBasis.from_bytes(moved.to_bytes())
 
