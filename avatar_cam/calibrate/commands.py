@@ -187,13 +187,9 @@ def calibrate(args: argparse.Namespace) -> int:
             # learn to draw what the warp renderer draws and nothing more (benchmarks/
             # one_photo.py measures the shipped photo-trained demo against the warp
             # renderer on real drivers), so none is trained and nobody waits for it.
-            seconds = round(time.monotonic() - started, 1)
-            person.meta["enrollment"] = {"trained": False, "seconds": seconds,
-                                         "why": PHOTO_NO_TRAIN}
-            log.info("enrolled %s for the warp renderer in %.0f s into %s (%s; a clip "
-                     "trains one that learns from your real frames: --video or --camera)",
-                     name, seconds, save_person(person, sign=sign), PHOTO_NO_TRAIN)
-            return 0
+            return _enroll_untrained(person, started, PHOTO_NO_TRAIN, sign,
+                                     "; a clip trains one that learns from your real frames:"
+                                     " --video or --camera")
         train, held = widen_photos(person, cfg.resolution, count=args.renders, seed=args.seed)
         val, test = held.take(slice(0, 16)), held.take(slice(16, None))
         source: dict[str, Any] = {"kind": "images", "files": [p.name for p in args.images],
@@ -235,12 +231,7 @@ def calibrate(args: argparse.Namespace) -> int:
         if clip.points.shape[1:] == (478, 3):
             sequences.append(clip.points)
         if args.no_train:
-            seconds = round(time.monotonic() - started, 1)
-            person.meta["enrollment"] = {"trained": False, "seconds": seconds,
-                                         "why": "--no-train"}
-            log.info("enrolled %s for the warp renderer in %.0f s into %s (--no-train)",
-                     name, seconds, save_person(person, sign=sign))
-            return 0
+            return _enroll_untrained(person, started, "--no-train", sign)
         source = {"kind": "camera" if args.video is None else "video",
                   "file": Path(video).name, **clip.stats,
                   "split": {"train": len(train), "val": len(val), "held_out": len(test),
@@ -267,6 +258,17 @@ def calibrate(args: argparse.Namespace) -> int:
     shutil.rmtree(work, ignore_errors=True)
     log.info("enrolled %s into %s (best validation SSIM %.3f at step %d)", name, folder,
              result.best_val_ssim, result.best_step)
+    return 0
+
+
+def _enroll_untrained(person: Person, started: float, why: str,
+                      sign: Callable[[Path], object], hint: str = "") -> int:
+    """Save ``person`` for the warp renderer, recording how long enrolling took (from
+    ``started``, a time.monotonic()) and why nothing was trained."""
+    seconds = round(time.monotonic() - started, 1)
+    person.meta["enrollment"] = {"trained": False, "seconds": seconds, "why": why}
+    log.info("enrolled %s for the warp renderer in %.0f s into %s (%s%s)", person.name,
+             seconds, save_person(person, sign=sign), why, hint)
     return 0
 
 
