@@ -434,10 +434,13 @@ def trimmed(part: dict[str, Any]) -> dict[str, Any]:
     return {**part, "ticks": keep}
 
 
-def run_part(mode: str, seconds: float, path: Path) -> None:
+def run_part(mode: str, seconds: float, path: Path, driver_frames: int = DRIVER_FRAMES
+             ) -> None:
+    """One call in this process (nothing else in it: its RSS and its pauses are the
+    call's own, as in a user's ``avatar-cam call``), written with its assessment."""
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    part = asyncio.run(call(mode, seconds))
+    part = asyncio.run(call(mode, seconds, driver_frames=driver_frames))
     part["assessment"] = assess(part)
     path.write_text(json.dumps(part) + "\n")
 
@@ -447,6 +450,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--mode", choices=("both", *MODES), default="both")
     ap.add_argument("--part-json", type=Path, help="(one mode) where to write its call")
+    ap.add_argument("--driver-frames", type=int, default=DRIVER_FRAMES,
+                    help="(one mode) frames of footage tracked for the replayed driver")
     ap.add_argument("--no-readme", dest="readme", action="store_false")
     ap.add_argument("--table", action="store_true",
                     help="rebuild the README section and plot from results/soak.json")
@@ -462,7 +467,7 @@ def main() -> None:
     seconds = args.minutes * 60.0
     if args.mode != "both":
         path = args.part_json or RESULTS / f"soak_{args.mode}.json"
-        run_part(args.mode, seconds, path)
+        run_part(args.mode, seconds, path, args.driver_frames)
         print(json.dumps(json.loads(path.read_text())["assessment"], indent=1))
         return
     load = os.getloadavg()[0]
