@@ -55,12 +55,16 @@ def table(data: dict[str, Any]) -> str:
          f"receiver PSNR dB (>= {tg['psnr_db']:g})", "anchor: codec basis alone dB",
          "receiver fps (p5)", "latency p50 / p95 ms", "A/V offset p50 (p5 .. p95) ms"], rows)
     m = data["machine"]
+    loads = [x["load"] for part in data["calls"].values() for x in part.get("samples", [])
+             if "load" in x]
+    over = f", median {np.median(loads):.1f} (max {max(loads):.1f}) over the run" \
+        if loads else ""
     return (
         f"Two calls at once, each in its own process, through the relay's bad link "
         f"({data['faults']}; a {data['outage_s']:g} s outage every "
         f"{_every(data['minutes'])}), voice on.\n\n{text}\n\n![soak](results/soak.png)\n\n"
         f"Machine: {m['cpu']}, {m['cores']} cores, load {data['load_average_at_start']} at "
-        f"start; started {data['started']}; method and per-call detail: "
+        f"start{over}; started {data['started']}; method and per-call detail: "
         f"[results/soak.json](results/soak.json) (`notes`).")
 
 

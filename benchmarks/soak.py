@@ -320,6 +320,7 @@ async def sample(loop: asyncio.AbstractEventLoop, t0: float, seconds: float, a: 
             "latency_ms": round(pic, 1) if np.isfinite(pic) else None,
             "av_offset_ms": [round(float(v), 1) for v in offsets],
             "rss_mb": round(rss_mb(), 1), "fds": open_fds(),
+            "load": round(os.getloadavg()[0], 2),  # the machine's 1-min load average
             "connection": a.pc.connectionState,
         }
         if quality is not None and sent is not None and drawn is not None and \
