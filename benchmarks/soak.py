@@ -66,6 +66,7 @@ from _soak_probes import (
     StampedMic,
     burst_wav,
 )
+from bandwidth import psnr
 
 FPS = 30.0
 OUT = (320, 240)  # both ends' frames: small, so two calls keep 30 fps on 2 shared cores
@@ -104,11 +105,6 @@ def rss_mb() -> float:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
 def bundled_ice() -> Any:
