@@ -96,7 +96,10 @@ def notes(data: dict[str, Any]) -> list[str]:
         out.append(
             f"{NAMES.get(mode, mode)}: set up in {part['setup_s']} s; recoveries "
             f"{', '.join(_f(r['recovered_after_s'], '{:.2f}') for r in rec)} s after fps "
-            f"{', '.join(_f(r['fps_before']) for r in rec)}; RSS {rss['start']} MB at the "
+            f"{', '.join(_f(r['fps_before']) for r in rec)}"
+            + (f" at load {', '.join(_f(v) for v in _loads_at(part, rec))}"
+               if any(v is not None for v in _loads_at(part, rec)) else "")
+            + f"; RSS {rss['start']} MB at the "
             f"faults' start, {rss['after_warmup']} after warm-up ({rss['warmup_s']:.0f} s), "
             f"{rss['end']} at the end (fit {rss['slope_mb_per_hour']} MB/hour); fds "
             f"{a['fds']['after_warmup']} -> {a['fds']['end']}; sender pipeline p50/p95 "
@@ -108,6 +111,20 @@ def notes(data: dict[str, Any]) -> list[str]:
             + f"; errors logged {part['errors_logged']}"
             + (f" (first: {part['first_error']})" if part.get("first_error") else "")
             + f"; receiver renderer {part['receiver_counts'].get('remote_renderer') or 'n/a'}.")
+    return out
+
+
+def _loads_at(part: dict[str, Any], recoveries: list[dict[str, Any]]) -> list[float | None]:
+    """The machine's 1-min load average at the end of each outage (the sample nearest to
+    it), None where the samples carry no load (runs before it was recorded)."""
+    samples = [x for x in part.get("samples", []) if "load" in x]
+    ends = {s: s + d for s, d in part["outages_s"]}
+    out: list[float | None] = []
+    for r in recoveries:
+        end = ends.get(r["outage_start_s"])
+        near = min(samples, key=lambda x: abs(x["t"] - end), default=None) \
+            if end is not None else None
+        out.append(near["load"] if near is not None else None)
     return out
 
 
