@@ -38,7 +38,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -62,18 +62,53 @@ FLOOR = np.array([4.0, 3.0, 3.0, 0.04, 0.03, 0.04, 0.04, 0.03, 0.02])
 SCENE_WEIGHT = 0.5  # the two scene features count half in the standardized distance
 DUPLICATE = 1.0  # in FLOOR units: closer than this to a chosen frame is a near duplicate
 
-# What a bank lacks: (feature, side, threshold, what to record); pose and mouth width
-# relative to the photo, mouth opening and eyes (the more closed of the two) absolute.
+# What the camera asks a person to do, one wording for the guided capture
+# (calibrate/guide.py) and the liveness check (honesty/liveness.py).
+ASK = {
+    "center": "Look straight at the camera",
+    "turn_left": "Slowly turn your head to your left",
+    "turn_right": "Slowly turn your head to your right",
+    "look_up": "Look up",
+    "look_down": "Look down",
+    "tilt": "Tilt your head towards a shoulder",
+    "open_mouth": "Open your mouth wide",
+    "smile": "Smile",
+    "close_eyes": "Close your eyes for a second",
+    "blink": "Blink once",
+    "talk": "Talk for a few seconds (count aloud)",
+}
+
+
+class Need(NamedTuple):
+    """One thing a bank should show: ``feature`` past ``threshold`` on ``side`` (+1, -1;
+    0: either way), what it ``lacks`` when it does not, and the ``action`` (a key of ASK)
+    that records it."""
+
+    feature: str
+    side: int
+    threshold: float
+    lacks: str
+    action: str
+
+    @property
+    def text(self) -> str:
+        """What ``missing`` says: the lack and the prompt that fills it."""
+        ask = ASK[self.action]
+        return f"{self.lacks}: {ask[0].lower()}{ask[1:]}"
+
+
+# What a bank lacks: pose and mouth width relative to the photo, mouth opening and eyes
+# (the more closed of the two) absolute.
 TURN_DEG, NOD_DEG, TILT_DEG = 12.0, 8.0, 8.0
 COVERAGE = (
-    ("yaw", +1, TURN_DEG, "no head turn to the left: turn your head to your left"),
-    ("yaw", -1, TURN_DEG, "no head turn to the right: turn your head to your right"),
-    ("pitch", -1, NOD_DEG, "no look up: look up"),
-    ("pitch", +1, NOD_DEG, "no look down: look down"),
-    ("roll", 0, TILT_DEG, "no head tilt: tilt your head towards a shoulder"),
-    ("mouth_open", +1, 0.15, "no frame with the mouth open: open your mouth, talk"),
-    ("mouth_width", +1, 0.05, "no smile: smile"),
-    ("eyes", -1, 0.15, "no frame with the eyes closed: close your eyes for a second"),
+    Need("yaw", +1, TURN_DEG, "no head turn to the left", "turn_left"),
+    Need("yaw", -1, TURN_DEG, "no head turn to the right", "turn_right"),
+    Need("pitch", -1, NOD_DEG, "no look up", "look_up"),
+    Need("pitch", +1, NOD_DEG, "no look down", "look_down"),
+    Need("roll", 0, TILT_DEG, "no head tilt", "tilt"),
+    Need("mouth_open", +1, 0.15, "no frame with the mouth open", "open_mouth"),
+    Need("mouth_width", +1, 0.05, "no smile", "smile"),
+    Need("eyes", -1, 0.15, "no frame with the eyes closed", "close_eyes"),
 )
 
 _RIGID = list(mesh.RIGID)
@@ -126,24 +161,38 @@ def weights() -> np.ndarray:
     return w
 
 
-def missing(values: np.ndarray) -> list[str]:
-    """What (N, len(FEATURES)) ``values`` (row 0: the photo) do not show, as prompts."""
-    out = []
-    col = {name: values[:, i] - values[0, i] for i, name in enumerate(FEATURES)}
+def covered(values: np.ndarray) -> tuple[bool, ...]:
+    """Which COVERAGE needs (N, k) ``values`` show, one flag each; row 0 is the photo
+    and the columns are FEATURES in order, ``k >= N_SHAPE`` (the scene is not needed)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or len(values) == 0 or values.shape[1] < N_SHAPE:
+        raise ValueError(f"values must be (N >= 1, >= {N_SHAPE}) features, got "
+                         f"{values.shape}")
+    col = {name: values[:, i] - values[0, i] for i, name in enumerate(FEATURES[:N_SHAPE])}
     col["mouth_open"] = values[:, FEATURES.index("mouth_open")]  # absolute, not vs the photo
     col["eyes"] = np.minimum(values[:, FEATURES.index("eye_right")],
                              values[:, FEATURES.index("eye_left")])
-    for name, side, threshold, text in COVERAGE:
-        v = col[name]
-        if name == "eyes":
-            ok = bool((v < threshold).any())
-        elif side == 0:
-            ok = bool((np.abs(v) >= threshold).any())
+    out = []
+    for need in COVERAGE:
+        v = col[need.feature]
+        if need.feature == "eyes":
+            ok = bool((v < need.threshold).any())
+        elif need.side == 0:
+            ok = bool((np.abs(v) >= need.threshold).any())
         else:
-            ok = bool((side * v >= threshold).any())
-        if not ok:
-            out.append(text)
-    return out
+            ok = bool((need.side * v >= need.threshold).any())
+        out.append(ok)
+    return tuple(out)
+
+
+def lacking(values: np.ndarray) -> list[Need]:
+    """The COVERAGE needs (N, k) ``values`` (row 0: the photo) do not show, in order."""
+    return [need for need, ok in zip(COVERAGE, covered(values), strict=True) if not ok]
+
+
+def missing(values: np.ndarray) -> list[str]:
+    """What (N, len(FEATURES)) ``values`` (row 0: the photo) do not show, as prompts."""
+    return [need.text for need in lacking(values)]
 
 
 @dataclass(frozen=True)

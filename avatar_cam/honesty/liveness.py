@@ -41,16 +41,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import mesh
+from ..bank import ASK
 from ..types import Landmarks
 from . import parallax as depth
 
 ACTIONS = ("turn_left", "turn_right", "blink")
-PROMPTS = {
-    "center": "Look straight at the camera",
-    "turn_left": "Slowly turn your head to your left",
-    "turn_right": "Slowly turn your head to your right",
-    "blink": "Blink once",
-}
+# The wording is the guided capture's too (bank.ASK): one "turn your head to your left".
+PROMPTS = {action: ASK[action] for action in ("center",) + ACTIONS}
 TURN = 0.12  # nose offset from the frontal pose (inter-ocular distances) that is a turn
 FRONTAL = 0.06  # ... and within which the face counts as frontal
 HOLD_MAX = 0.10  # the hold's pose, absolute: a face this far off is not facing the camera
