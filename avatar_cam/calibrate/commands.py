@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..argtypes import int_in
+from ..argtypes import float_in, int_in
 from ..errors import AvatarCamError, ImageError
 from ..person import Person, calibration_root, check_name, person_dir, save_person
 
@@ -45,7 +45,12 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--video", type=Path, help="a clip of the person (10-60 s is ideal)")
     src.add_argument("--camera", help="record from this webcam index or device")
     src.add_argument("--images", type=Path, nargs="+", metavar="PHOTO", help="1-8 photos")
-    cal.add_argument("--seconds", type=float, default=20.0, help="--camera recording length")
+    # A maximum: the guided capture stops once it has recorded everything it prompts for;
+    # 30 s leaves a person about 2-3 s a prompt (nine of them, the talk included).
+    cal.add_argument("--seconds", type=float_in(3.0, 600.0, "--seconds"), default=30.0,
+                     help="--camera: the most to record, in seconds (default 30); it stops "
+                          "earlier once the prompts have recorded every pose and expression "
+                          "and a few seconds of talking")
     cal.add_argument("--who", type=int_in(0, 99, "--who"), default=0, metavar="N",
                      help="a clip showing several people: train on person N (0: the one "
                           "in the most frames; told apart by face colour)")
