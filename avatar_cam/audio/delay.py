@@ -19,7 +19,11 @@ from collections.abc import Callable
 
 from .chunk import RATE, AudioChunk
 
-CATCH_UP_MS = 60.0  # lateness beyond this (after a delay shrank) is dropped, not played
+# Lateness beyond this is dropped, not played. Sound up to about 125 ms behind the picture
+# is not noticed (ITU-R BT.1359), a gap in it is: a loaded machine releases sound in bursts
+# a hop or two late (40-60 ms), and dropping those cost a third of the voice for no sync
+# anyone sees; a delay that shrank, or a stall longer than this, is still caught up.
+CATCH_UP_MS = 120.0
 
 
 class DelayLine:

@@ -29,12 +29,32 @@ from .chunk import CHUNK, RATE, AudioChunk, AudioError, MonoResampler
 MAX_FILE_BYTES = 2 << 30
 CHUNK_NS = CHUNK * 1_000_000_000 // RATE  # 20 ms
 FIRST_WAIT_NS = 2_000_000  # a first read that waits this long found no backlog
+BACKLOG_MOST = 50  # chunks (1 s) ``read_backlog`` takes in one call at most
 
 
 class Microphone(Protocol):
     def start(self, t0_ns: int | None = None) -> None: ...
     def read(self) -> AudioChunk | None: ...
     def close(self) -> None: ...
+
+
+def read_backlog(mic: Microphone, most: int = BACKLOG_MOST) -> list[AudioChunk]:
+    """The next chunk (waiting for it) and, while the last one read is more than a chunk
+    old, those behind it that are already there, up to ``most``; [] once the microphone
+    has ended.
+
+    One call per hop to the executor: a caller that read one chunk per hop fell behind
+    for good when each hop took 20 ms or more (a loaded machine), and every chunk then
+    came too late to play (the delay line drops what is late)."""
+    out: list[AudioChunk] = []
+    while len(out) < most:
+        chunk = mic.read()
+        if chunk is None:
+            break
+        out.append(chunk)
+        if chunk.t_capture_ns + 2 * CHUNK_NS > time.monotonic_ns():
+            break  # spoken just now: nothing is waiting behind it
+    return out
 
 
 def _chunks(container: av.container.InputContainer) -> Iterator[np.ndarray]:

@@ -6,11 +6,11 @@ reads the real microphone and plays each chunk into the virtual one once the pic
 that instant has reached the virtual camera: the latency the running pipeline measures
 (capture to sink, median of the last frames), read again for every chunk.
 
-``pump`` moves one chunk (it blocks until the microphone has one); the pipeline runs it
-in a thread of its own (``Pipeline(voice=...)``) until the microphone ends. With
-``ready``, the microphone starts only once the first picture has reached the sink: the
-sound of a pipeline still loading would only be dropped as late, or relayed without a
-delay to follow.
+``pump`` moves the next chunk and any backlog behind it (it blocks until the microphone
+has one); the pipeline runs it in a thread of its own (``Pipeline(voice=...)``) until
+the microphone ends. With ``ready``, the microphone starts only once the first picture
+has reached the sink: the sound of a pipeline still loading would only be dropped as
+late, or relayed without a delay to follow.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from .chunk import CHUNK, RATE
 from .delay import DelayLine
+from .mic import read_backlog
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +41,22 @@ class VoiceRelay:
         self.held_ms: deque[float] = deque(maxlen=HELD_KEPT)
 
     def pump(self) -> bool:
-        """Move one chunk; False once the microphone has ended. Before ``ready``, wait a
-        chunk's time instead."""
+        """Move the next chunk and any backlog behind it (``mic.read_backlog``); False once
+        the microphone has ended. Before ``ready``, wait a chunk's time instead."""
         if not self.started:
             if self.ready is not None and not self.ready():
                 time.sleep(CHUNK / RATE)
                 return True
             self.mic.start(None)
             self.started = True
-        chunk = self.mic.read()
-        if chunk is None:  # the microphone ended: what the line holds still plays
+        chunks = read_backlog(self.mic)
+        if not chunks:  # the microphone ended: what the line holds still plays
             while self.delay.chunks:
                 if not self._write_due():
                     time.sleep(0.005)
             return False
-        self.delay.push(chunk)
+        for chunk in chunks:
+            self.delay.push(chunk)
         self._write_due()
         return True
 
