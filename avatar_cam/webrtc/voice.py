@@ -117,8 +117,8 @@ class VoiceOut:
                 chunks: list[AudioChunk] = await workers().run(read_backlog, self.mic)
                 if not chunks:
                     break
+                self.counts["chunks_read"] += len(chunks)
                 for chunk in chunks:
-                    self.counts["chunks_read"] += 1
                     self._to_landmarks(chunk)
                     self.delay.push(chunk)
                 for due in self.delay.due(time.monotonic_ns()):
