@@ -31,7 +31,7 @@ from avatar_cam.webrtc.model_share import (
     Outgoing,
     parse_manifest,
 )
-from avatar_cam.webrtc.rtp_buffer import RECEIVER_BUFFER
+from avatar_cam.webrtc.rtp_buffer import RECEIVER_BUFFER, RECEIVER_NACKS
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,8 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
             await _call(a, b, 12.0, lambda: min(sa.count, sb.count) >= 45)
             lat = [(ns - lb.slot.sent_at[s]) / 1e6 for s, ns in a.video_rx.arrivals
                    if s is not None and s in lb.slot.sent_at]
-            buffers = [(t.kind, type(getattr(t.receiver, RECEIVER_BUFFER)).__name__)
+            buffers = [(t.kind, type(getattr(t.receiver, RECEIVER_BUFFER)).__name__,
+                        type(getattr(t.receiver, RECEIVER_NACKS)).__name__)
                        for t in a.pc.getTransceivers()]
             return {"a": a.stats(), "b": b.stats(), "sa": sa, "sb": sb, "lat": lat,
                     "buffers": buffers,
@@ -71,8 +72,10 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
     assert r["a"]["frames_received"] >= 45 and r["b"]["frames_received"] >= 45
     assert r["size"] == OUT  # the sender's frames, at their size
     # Frames are handed on at their last packet, not a frame later (aiortc's default).
-    # and voice waits for one packet, not four (aiortc's default).
-    assert r["buffers"] == [("video", "MarkerJitterBuffer"), ("audio", "JitterBuffer")]
+    # and voice waits for one packet, not four (aiortc's default); video asks again only
+    # for what the sender can still resend.
+    assert r["buffers"] == [("video", "MarkerJitterBuffer", "HorizonNacks"),
+                            ("audio", "JitterBuffer", "NoneType")]
     # Every received frame carries the number stamped at the sender: match them up.
     assert len(r["lat"]) >= 0.9 * r["stamped"]
     lat = np.array(r["lat"])
@@ -448,15 +451,19 @@ def test_cli_call_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert stats.get("landmarks_decoded", 0) > 0
 
 
-def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
+def _rtp(seq: int, ts: int, marker: bool) -> Any:
     from aiortc.rtp import RtpPacket
 
+    p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq % 65536,
+                  timestamp=ts)
+    p._data = bytes([seq % 256])  # type: ignore[attr-defined]
+    return p
+
+
+def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
     from avatar_cam.webrtc.rtp_buffer import MarkerJitterBuffer
 
-    def packet(seq: int, ts: int, marker: bool) -> RtpPacket:
-        p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=ts)
-        p._data = bytes([seq])  # type: ignore[attr-defined]
-        return p
+    packet = _rtp
 
     jb = MarkerJitterBuffer(capacity=128, is_video=True)
     assert jb.add(packet(100, 3000, False))[1] is None
@@ -470,6 +477,39 @@ def test_marker_jitter_buffer_hands_frames_on_at_their_last_packet() -> None:
     assert frame is None  # (a gap at 105: nothing is complete)
     frame = jb.add(packet(105, 9000, False))[1]  # ...the next frame's start completes it
     assert frame is not None and frame.data == bytes([104, 105]) and frame.timestamp == 9000
+
+
+def test_a_hole_the_sender_cannot_fill_costs_a_key_frame_not_a_frozen_picture() -> None:
+    """A packet lost for good (its resends lost too) blocks the frames behind it only
+    until the sender's history has moved past it (HORIZON packets), then the buffer
+    starts over and asks for a key frame; a gap wider than that (an outage) is not
+    NACKed at all, while ordinary holes are, every later loss asking again."""
+    from aiortc.rtp import RTP_HISTORY_SIZE
+
+    from avatar_cam.webrtc.rtp_buffer import HORIZON, HorizonNacks, MarkerJitterBuffer
+
+    assert HORIZON == RTP_HISTORY_SIZE  # what aiortc's sender can resend
+    jb = MarkerJitterBuffer()
+    seq = 65500  # across the wrap of the 16-bit sequence numbers
+    assert jb.add(_rtp(seq, 0, True))[1] is not None
+    plis = frames = 0
+    for k in range(2, HORIZON + 2):  # seq + 1 is lost for good
+        pli, frame = jb.add(_rtp(seq + k, 3000 * k, True))
+        plis += pli
+        frames += frame is not None
+    assert plis == 1 and frames == 1  # only the frame that started the buffer over
+    assert jb.add(_rtp(seq + HORIZON + 2, 0, True))[1] is not None  # then frames flow
+
+    nacks = HorizonNacks()
+    nacks.add(_rtp(seq, 0, True))
+    assert nacks.add(_rtp(seq + 3, 0, True)) and nacks.missing == {65501, 65502}
+    assert nacks.add(_rtp(seq + 5, 0, True)) and nacks.missing == {65501, 65502, 65504}
+    nacks.add(_rtp(seq + 2, 0, True))  # a resend arrived
+    assert nacks.missing == {65501, 65504}
+    # An outage: 700 packets lost at once are left to a key frame, and the old holes too.
+    assert not nacks.add(_rtp(seq + 705, 0, True)) and nacks.missing == set()
+    assert nacks.gaps_skipped == 1
+    assert nacks.add(_rtp(seq + 707, 0, True)) and nacks.missing == {(seq + 706) % 65536}
 
 
 def test_track_sends_black_frames_of_the_pipeline_size_until_the_first_frame() -> None:

@@ -11,9 +11,20 @@ Its audio jitter buffer waits for 4 more packets (80 ms of 20 ms Opus packets) b
 hands one on, which would leave the voice behind the picture; ``AUDIO_PREFETCH`` packets
 is what a receiving avatar-cam keeps, and ``voice.VoiceIn`` counts them as its own delay.
 
-aiortc offers no public way to choose a receiver's jitter buffer: ``fast_frames`` is the
-only code that swaps the private attribute, and where aiortc changes it, nothing is
-replaced (tests/test_webrtc.py says so) rather than anything breaking.
+Loss is repaired within the sender's retransmission history (aiortc keeps the last
+``RTP_HISTORY_SIZE`` = 128 packets): a hole further back than that can never be filled,
+so the video buffer holds ``HORIZON`` packets (aiortc's holds 512, and a packet lost for
+good froze the picture until 512 more came, some 5 s), and ``HorizonNacks`` asks again
+only for holes within it. After a gap wider than the horizon (an outage) it asks for
+none of the gap: the buffer starts over and asks for a key frame, which is the repair;
+aiortc's generator asked for the gap's last 128 packets again on every later loss, and
+the sender resent some 350 dead packets in the first 0.1 s after each 5 s outage, just
+when the key frame needed the link and the event loop.
+
+aiortc offers no public way to choose a receiver's jitter buffer or NACK generator:
+``fast_frames`` is the only code that swaps the private attributes, and where aiortc
+changes them, nothing is replaced (tests/test_webrtc.py says so) rather than anything
+breaking.
 """
 
 from __future__ import annotations
@@ -22,9 +33,13 @@ from typing import Any
 
 from aiortc.jitterbuffer import JitterBuffer as AiortcJitterBuffer
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import RTP_HISTORY_SIZE
 
-RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x's private name
+RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x's private names
+RECEIVER_NACKS = "_RTCRtpReceiver__nack_generator"
 SEQ_MOD = 1 << 16
+HORIZON = RTP_HISTORY_SIZE  # packets the sender can still resend
 AUDIO_PREFETCH = 1  # packets an audio frame waits for (aiortc: 4)
 AUDIO_CAPACITY = 16  # aiortc's own
 
@@ -43,7 +58,7 @@ class MarkerJitterBuffer:
     asks for a key frame (PLI), like aiortc's; packets older than the oldest are dropped.
     """
 
-    def __init__(self, capacity: int = 512, is_video: bool = True) -> None:
+    def __init__(self, capacity: int = HORIZON, is_video: bool = True) -> None:
         self._cap = capacity
         self.is_video = is_video
         self.origin: int | None = None  # sequence number of the oldest packet kept
@@ -94,9 +109,32 @@ class MarkerJitterBuffer:
         self.origin = (self.origin + count) % SEQ_MOD
 
 
+class HorizonNacks(NackGenerator):
+    """aiortc's NACK generator, asking only for holes the sender can still fill: a
+    packet more than ``horizon`` past the newest one forgets every hole (the jitter
+    buffer starts over from it and asks for a key frame instead), and holes that fall
+    ``horizon`` behind the newest packet are forgotten, as aiortc's are."""
+
+    def __init__(self, horizon: int = HORIZON) -> None:
+        super().__init__()
+        self.horizon = horizon
+        self.gaps_skipped = 0  # gaps wider than the horizon, left to a key frame
+
+    def add(self, packet: Any) -> bool:
+        ahead = None if self.max_seq is None else \
+            (packet.sequence_number - self.max_seq) % SEQ_MOD
+        if ahead is not None and self.horizon < ahead < SEQ_MOD // 2:
+            self.missing.clear()
+            self.max_seq = packet.sequence_number
+            self.gaps_skipped += 1
+            return False
+        return bool(super().add(packet))
+
+
 def fast_frames(pc: Any) -> dict[str, int]:
-    """Give each video receiver of ``pc`` a MarkerJitterBuffer and each audio receiver an
-    aiortc buffer that waits for ``AUDIO_PREFETCH`` packets; how many of each."""
+    """Give each video receiver of ``pc`` a MarkerJitterBuffer of ``HORIZON`` packets and
+    ``HorizonNacks``, and each audio receiver an aiortc buffer that waits for
+    ``AUDIO_PREFETCH`` packets; how many of each."""
     done = {"video": 0, "audio": 0}
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
@@ -104,7 +142,10 @@ def fast_frames(pc: Any) -> dict[str, int]:
         if type(old) is not AiortcJitterBuffer:
             continue
         if transceiver.kind == "video":
-            setattr(receiver, RECEIVER_BUFFER, MarkerJitterBuffer(old.capacity, is_video=True))
+            if type(getattr(receiver, RECEIVER_NACKS, None)) is not NackGenerator:
+                continue
+            setattr(receiver, RECEIVER_BUFFER, MarkerJitterBuffer(HORIZON, is_video=True))
+            setattr(receiver, RECEIVER_NACKS, HorizonNacks(HORIZON))
         elif transceiver.kind == "audio":
             setattr(receiver, RECEIVER_BUFFER,
                     AiortcJitterBuffer(capacity=AUDIO_CAPACITY, prefetch=AUDIO_PREFETCH))
