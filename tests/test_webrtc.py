@@ -512,6 +512,48 @@ def test_a_hole_the_sender_cannot_fill_costs_a_key_frame_not_a_frozen_picture() 
     assert nacks.add(_rtp(seq + 707, 0, True)) and nacks.missing == {(seq + 706) % 65536}
 
 
+def test_a_paced_slot_sends_each_frame_at_one_steady_latency_after_its_capture() -> None:
+    """With voice, a frame is due PACE_PERCENTILE of the recent ready latencies after its
+    capture (the voice is held back by that), the newest due one goes out, a frame
+    readier later than that is due at once; without voice every frame is due at once."""
+    import time
+
+    from avatar_cam.types import AvatarFrame
+    from avatar_cam.webrtc.tracks import PACE_FRAMES, PACE_PERCENTILE, FrameSlot
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        image = np.zeros((4, 4, 3), np.uint8)
+        paced, plain = FrameSlot(loop, pace=True), FrameSlot(loop)
+        assert paced.hold_ms() == 0.0  # nothing measured yet: no hold
+        now = time.monotonic_ns()
+        # Ready 10..100 ms after capture, ten of each: the 90th percentile is 100 ms.
+        for i in range(PACE_FRAMES):
+            frame = AvatarFrame(i, now - (10 + 10 * (i % 10)) * 1_000_000, image)
+            paced.send(frame)
+            plain.send(frame)
+        assert PACE_PERCENTILE == 90
+        assert 99.0 <= paced.hold_ms() < 110.0 and plain.hold_ms() == 0.0
+        v_plain, f_plain, _ = plain.due(0, time.monotonic_ns())
+        assert f_plain is not None and f_plain.seq == PACE_FRAMES - 1  # the newest, now
+        t = time.monotonic_ns()
+        version, frame, _ = paced.due(0, t)
+        # The newest frame captured >= 100 ms ago (of the 8 kept): seq 89 (100 ms ago).
+        assert frame is not None and frame.seq == PACE_FRAMES - 1 and version == PACE_FRAMES
+        fresh = AvatarFrame(PACE_FRAMES, time.monotonic_ns(), image)
+        paced.send(fresh)
+        sent = version
+        version, frame, wait_s = paced.due(sent, time.monotonic_ns())
+        assert (version, frame) == (sent, None)  # in, not yet due: how long until it is
+        assert wait_s is not None and 0.05 < wait_s <= 0.11
+        await asyncio.sleep(wait_s)
+        version, frame, _ = paced.due(sent, time.monotonic_ns())
+        assert frame is fresh and version == sent + 1  # due at capture + hold
+        assert paced.due(version, time.monotonic_ns()) == (version, None, None)  # none in
+
+    asyncio.run(main())
+
+
 def test_track_sends_black_frames_of_the_pipeline_size_until_the_first_frame() -> None:
     """The renderer may still be loading when the peer asks for frames: the stand-in
     frames have the pipeline's size, so the stream never changes size mid-call."""

@@ -59,7 +59,8 @@ class LocalAvatar:
             self.pipeline: Pipeline = live.build_landmark_pipeline(person, source, tap,
                                                                    live_opts)
         else:
-            self.slot = FrameSlot(self.loop, stamp_frames=opts.stamp)
+            # With voice, frames leave at one steady latency (lip sync); without, at once.
+            self.slot = FrameSlot(self.loop, stamp_frames=opts.stamp, pace=mic is not None)
             self.slot.first_capture = self._on_first_frame
             self.pipeline = live.build_pipeline(person, source, self.slot, live_opts)
         self.sent_ns: dict[int, int] = {}  # landmark t_ms -> capture ns (last 4096)

@@ -2,8 +2,10 @@
 
 The pipeline (its own threads) ends in one of two stand-ins for a sink:
 
-- ``FrameSlot``: keeps only the newest AvatarFrame; every ``AvatarVideoTrack`` (one per
-  peer) takes the newest one when aiortc asks for a frame, at most ``fps`` a second.
+- ``FrameSlot``: keeps the last few AvatarFrames; every ``AvatarVideoTrack`` (one per
+  peer) takes the newest due one when aiortc asks for a frame, at most ``fps`` a second
+  (in a call with voice a frame is due at one steady latency after its capture, so that
+  the voice, held back by it, meets the lips).
   ``recv()`` only converts pixels: rendering never runs on the event loop.
 - ``LandmarkTap``: stands in for renderer, compositor and sink at once: it keeps the
   driven landmarks, skips rendering, and at send time (in sending order, which the
@@ -36,6 +38,9 @@ TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 STAMP_BITS = 16
 STAMP_BLOCK = 12  # px
 _GUARD = (1, 0)  # a white then a black block before the bits: a frame without them is unstamped
+KEPT_FRAMES = 8  # frames a FrameSlot keeps for its readers (the newest due one is sent)
+PACE_FRAMES = 90  # frames whose ready latency sets the hold (3 s at 30 fps)
+PACE_PERCENTILE = 90  # of those: 9 frames in 10 leave exactly on time
 
 
 def stamp(image: np.ndarray, number: int) -> None:
@@ -66,19 +71,28 @@ def read_stamp(image: np.ndarray) -> int | None:
 
 
 class FrameSlot:
-    """A latest-value hand-off from the pipeline thread to event-loop readers.
+    """A hand-off from the pipeline thread to event-loop readers.
 
-    ``send`` (the pipeline's sink call) replaces the frame and wakes waiting readers;
+    ``send`` (the pipeline's sink call) adds the frame and wakes waiting readers;
     ``stamp_frames`` writes each frame's seq into its corner (tests, benchmarks).
+
+    ``pace`` (a call with voice): each frame is due ``hold_ms()`` after its capture, the
+    ``PACE_PERCENTILE`` of how long the last ``PACE_FRAMES`` frames took to be ready, so
+    the picture leaves at one steady latency and the voice, held back by that latency,
+    stays on the lips; a frame ready later than that is due at once. Without it (no voice)
+    a frame is due when it is ready, the least latency.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stamp_frames: bool = False) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stamp_frames: bool = False,
+                 pace: bool = False) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._frame: AvatarFrame | None = None
+        self._frames: deque[tuple[int, AvatarFrame]] = deque(maxlen=KEPT_FRAMES)
         self._version = 0
         self._waiters: set[asyncio.Event] = set()
         self.stamp_frames = stamp_frames
+        self.pace = pace
+        self.ready_ms: deque[float] = deque(maxlen=PACE_FRAMES)  # capture -> in the slot
         self.sent_at: dict[int, int] = {}  # seq -> t_capture_ns, last 512 (stamped runs)
         self.frames_in = 0
         self.closed = False
@@ -94,8 +108,9 @@ class FrameSlot:
             if len(self.sent_at) > 512:
                 del self.sent_at[next(iter(self.sent_at))]
         with self._lock:
-            self._frame = frame
             self._version += 1
+            self._frames.append((self._version, frame))
+            self.ready_ms.append((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
             self.frames_in += 1
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
@@ -104,9 +119,30 @@ class FrameSlot:
         for event in self._waiters:
             event.set()
 
+    def hold_ms(self) -> float:
+        """How long after its capture a frame is due (0 without ``pace``)."""
+        with self._lock:
+            ready = sorted(self.ready_ms)
+        if not self.pace or not ready:
+            return 0.0
+        return ready[min(len(ready) - 1, int(len(ready) * PACE_PERCENTILE / 100))]
+
     def latest(self) -> tuple[int, AvatarFrame | None]:
         with self._lock:
-            return self._version, self._frame
+            return (self._version, self._frames[-1][1]) if self._frames else (0, None)
+
+    def due(self, after: int, now_ns: int) -> tuple[int, AvatarFrame | None, float | None]:
+        """The newest frame after version ``after`` that is due at ``now_ns`` (version,
+        frame), or (after, None, seconds until the next one is due; None: none is in)."""
+        hold_ns = self.hold_ms() * 1e6
+        with self._lock:
+            pending = [(v, f) for v, f in self._frames if v > after]
+        ready = [(v, f) for v, f in pending if f.t_capture_ns + hold_ns <= now_ns]
+        if ready:
+            return ready[-1][0], ready[-1][1], None
+        if not pending:
+            return after, None, None
+        return after, None, (pending[0][1].t_capture_ns + hold_ns - now_ns) / 1e9
 
     async def wait_newer(self, version: int, timeout: float) -> None:
         """Return when a frame newer than ``version`` is in, or after ``timeout`` s."""
@@ -129,8 +165,8 @@ class FrameSlot:
 class AvatarVideoTrack(MediaStreamTrack):
     """A WebRTC video track of the newest frame in a FrameSlot, at most ``fps`` a second.
 
-    A new frame goes out as soon as it arrives (no waiting for a clock tick: less
-    latency), but never sooner than 0.8 periods after the previous one; without new
+    A new frame goes out as soon as it is due (``FrameSlot.due``; no waiting for a clock
+    tick), but never sooner than 0.8 periods after the previous one; without new
     frames the last one is repeated every period so the stream stays alive. Before the
     first frame (the renderer may still be loading) it sends black frames of ``size``,
     the pipeline's own, so the peer never sees the stream change size.
@@ -144,6 +180,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.slot = slot
         self.period = 1.0 / fps
         self._version = 0
+        self._last: AvatarFrame | None = None
         self._t0: float | None = None
         self._last_sent = 0.0
         self._blank: np.ndarray = np.zeros((size[1], size[0], 3), np.uint8)
@@ -158,12 +195,22 @@ class AvatarVideoTrack(MediaStreamTrack):
         earliest = self._last_sent + 0.8 * self.period
         if now < earliest:
             await asyncio.sleep(earliest - now)
-        deadline = self._last_sent + self.period
-        await self.slot.wait_newer(self._version, max(0.0, deadline - time.monotonic()))
-        version, frame = self.slot.latest()
-        if frame is not None and version != self._version:
+        deadline = self._last_sent + self.period  # the last frame is repeated after this
+        while True:
+            version, frame, wait_s = self.slot.due(self._version, time.monotonic_ns())
+            if frame is not None:
+                break
+            left = deadline - time.monotonic()
+            if wait_s is not None:  # one is in, not yet due
+                await asyncio.sleep(wait_s)
+            elif left > 0:
+                await self.slot.wait_newer(self.slot.latest()[0], left)
+            else:
+                version, frame = self._version, self._last
+                break
+        if version != self._version and frame is not None:
             self.latencies_ms.append((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
-        self._version = version
+        self._version, self._last = version, frame
         image = frame.image if frame is not None else self._blank
         out = av.VideoFrame.from_ndarray(image, format="bgr24")
         self._last_sent = time.monotonic()
