@@ -253,6 +253,19 @@ def test_jitter_buffer_interpolates_extrapolates_then_eases() -> None:
     assert back.state == "ok" and 0 <= back.params[0] < 990
 
 
+def test_after_a_brief_extrapolation_the_true_frames_show_at_once() -> None:
+    """A frame a little late costs one extrapolated sample, not a 150 ms blend: a mouth
+    that opens just then is shown opening on time (a hold still blends back in)."""
+    jb = JitterBuffer(np.zeros(1), PlayoutConfig(delay_ms=50, ease_in_ms=150))
+    for seq in range(4):
+        jb.push(seq, 33.0 * seq, np.array([0.0]), now_ms=33.0 * seq + 2)
+    assert jb.sample(99 + 2 + 50 + 10).state == "extrapolated"  # frame 4 is late
+    jb.push(4, 132.0, np.array([1.0]), now_ms=132 + 40)  # ...it comes: the mouth opens
+    jb.push(5, 165.0, np.array([1.0]), now_ms=165 + 2)
+    s = jb.sample(132 + 2 + 50 + 10)  # between frames 4 and 5 (the delay grew <= 6 ms)
+    assert s.state == "ok" and s.params[0] == pytest.approx(1.0)  # not blended from 0
+
+
 def test_jitter_buffer_is_bounded_and_drops_stale() -> None:
     jb = JitterBuffer(np.zeros(2), PlayoutConfig(capacity=16))
     for seq in range(100):
@@ -277,8 +290,10 @@ def test_jitter_buffer_adapts_its_delay_to_the_link() -> None:
         t = 33.0 * seq
         jb.push(seq, t, np.array([t]), now_ms=t + 80 * rng.random())  # 0-80 ms of jitter
         states.append(jb.sample(t + 40).state)
-    assert 80 < jb.delay_ms <= 100  # grew to the spread (plus a margin), no further
-    assert states[-100:].count("ok") >= 95  # late packets now arrive in time
+    # Grew to what a frame needs (its jitter and the 33 ms since its predecessor, whose
+    # time on shows something between the two) plus a margin, no further.
+    assert 33 + 80 * 0.9 < jb.delay_ms <= 33 + 80 + 12
+    assert states[-100:].count("ok") >= 97  # late packets now arrive in time
     for seq in range(300, 600):  # a steady link: the delay shrinks back
         t = 33.0 * seq
         jb.push(seq, t, np.array([t]), now_ms=t + 2)

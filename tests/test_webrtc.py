@@ -518,8 +518,9 @@ def test_a_paced_slot_sends_each_frame_at_one_steady_latency_after_its_capture()
     readier later than that is due at once; without voice every frame is due at once."""
     import time
 
+    from avatar_cam.pacing import PACE_FRAMES, PACE_PERCENTILE
     from avatar_cam.types import AvatarFrame
-    from avatar_cam.webrtc.tracks import PACE_FRAMES, PACE_PERCENTILE, FrameSlot
+    from avatar_cam.webrtc.tracks import FrameSlot
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -552,6 +553,39 @@ def test_a_paced_slot_sends_each_frame_at_one_steady_latency_after_its_capture()
         assert paced.due(version, time.monotonic_ns()) == (version, None, None)  # none in
 
     asyncio.run(main())
+
+
+def test_a_landmark_receiver_shows_each_frame_at_one_steady_latency() -> None:
+    """ShownSink holds a frame rendered quickly until the steady latency (the 90th
+    percentile of the last frames'), shows a slow one at once, and tells the voice the
+    instant each shows when it goes out."""
+    import time
+    from types import SimpleNamespace
+
+    from avatar_cam.types import AvatarFrame
+    from avatar_cam.webrtc.receive import ShownSink
+
+    sent: list[int] = []
+    shown: list[tuple[float, int]] = []
+    slept: list[float] = []
+    source = SimpleNamespace(shown={})
+    sink = ShownSink(SimpleNamespace(send=lambda f: sent.append(f.seq)), source,  # type: ignore[arg-type]
+                     lambda t, ns: shown.append((t, ns)), sleep=slept.append)
+    image = np.zeros((2, 2, 3), np.uint8)
+    for seq in range(90):  # rendered 40..130 ms after the instant they show
+        source.shown[seq] = 1000.0 + seq
+        now = time.monotonic_ns()
+        sink.send(AvatarFrame(seq, now - (40 + 10 * (seq % 10)) * 1_000_000, image))
+    assert 129 <= sink.steady.hold_ms() < 140 and sent == list(range(90))
+    assert [t for t, _ in shown] == [1000.0 + k for k in range(90)]
+    slept.clear()
+    source.shown[90] = 1090.0
+    sink.send(AvatarFrame(90, time.monotonic_ns() - 30_000_000, image))  # a quick render
+    assert len(slept) == 1 and 0.095 < slept[0] < 0.11  # held to the steady latency
+    slept.clear()
+    source.shown[91] = 1091.0
+    sink.send(AvatarFrame(91, time.monotonic_ns() - 200_000_000, image))  # a slow one
+    assert slept == [] and sent[-2:] == [90, 91]  # at once
 
 
 def test_track_sends_black_frames_of_the_pipeline_size_until_the_first_frame() -> None:

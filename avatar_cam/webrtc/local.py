@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from ..live import FrameSource, LiveOptions
 
 MAX_LANDMARK_BACKLOG = 4096  # bytes queued on a channel beyond which packets are stale
+# Voice leaves this much after a paced picture's due time: the picture still has its VP8
+# encode and the peer's decode ahead of it, and sound a little late is far less noticed
+# than sound early (ITU-R BT.1359: about -125 / +45 ms; the target is -30 / +60 ms).
+VOICE_AFTER_MS = 25.0
 
 
 class LocalAvatar:
@@ -116,8 +120,13 @@ class LocalAvatar:
         return track
 
     def send_latency_ms(self) -> float:
-        """How long after its capture the picture leaves: capture to the video encoder
-        (median of the tracks' last frames), or the pipeline's latency (landmarks)."""
+        """How long after its capture the picture leaves: the paced slot's hold (each frame
+        is due then: voice and picture move together when it changes) and
+        ``VOICE_AFTER_MS``, else capture to
+        the video encoder (median of the tracks' last frames), or the pipeline's latency
+        (landmarks)."""
+        if self.slot is not None and self.slot.pace and self.slot.steady.measured:
+            return self.slot.hold_ms() + VOICE_AFTER_MS
         recent = [x for track in list(self.video_tracks) for x in track.latencies_ms]
         return median_ms(recent) if recent else self.latency_p50_ms()
 

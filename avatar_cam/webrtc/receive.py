@@ -27,7 +27,7 @@ from aiortc import MediaStreamTrack
 from ..compose import Compositor, make_layout
 from ..framing import Framer, Placement
 from ..live import LiveOptions, label_for
-from ..pacing import Clock, Pacer, Sleep
+from ..pacing import Clock, Pacer, Sleep, SteadyLatency
 from ..pipeline import RECENT_FRAMES, Pipeline, SourceEndedError, median_ms
 from ..raster import rasterize
 from ..types import AvatarFrame, Frame, Landmarks
@@ -243,13 +243,23 @@ def sketch_look(basis: ExpressionBasis, out_size: tuple[int, int], resolution: i
 
 class ShownSink:
     """The receiver's sink, telling ``on_shown(sender ms, local ns)`` which sender instant
-    each frame shows as it goes out (the voice plays on that clock)."""
+    each frame shows as it goes out (the voice plays on that clock). Each frame goes out
+    one steady latency after the instant it shows (``pacing.SteadyLatency``: how long
+    rendering took, which varies by tens of ms on a loaded machine), so the voice meets
+    the lips of every frame, not only of the average one."""
 
     def __init__(self, sink: Any, source: JitterSource,
-                 on_shown: Callable[[float, int], None]) -> None:
+                 on_shown: Callable[[float, int], None], sleep: Sleep = time.sleep) -> None:
         self.sink, self.source, self.on_shown = sink, source, on_shown
+        self.steady = SteadyLatency()
+        self._sleep = sleep
 
     def send(self, frame: AvatarFrame) -> None:
+        now = time.monotonic_ns()
+        self.steady.ready((now - frame.t_capture_ns) / 1e6)
+        wait_ns = frame.t_capture_ns + self.steady.hold_ms() * 1e6 - now
+        if wait_ns > 0:
+            self._sleep(wait_ns / 1e9)
         self.sink.send(frame)
         t_sender = self.source.shown.get(frame.seq)
         if t_sender is not None:

@@ -29,6 +29,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 
 from ..framing import Placement
+from ..pacing import SteadyLatency
 from ..pipeline import RECENT_FRAMES
 from ..types import AvatarFrame, Landmarks
 from .codec import LandmarkEncoder
@@ -39,8 +40,6 @@ STAMP_BITS = 16
 STAMP_BLOCK = 12  # px
 _GUARD = (1, 0)  # a white then a black block before the bits: a frame without them is unstamped
 KEPT_FRAMES = 8  # frames a FrameSlot keeps for its readers (the newest due one is sent)
-PACE_FRAMES = 90  # frames whose ready latency sets the hold (3 s at 30 fps)
-PACE_PERCENTILE = 90  # of those: 9 frames in 10 leave exactly on time
 
 
 def stamp(image: np.ndarray, number: int) -> None:
@@ -76,11 +75,10 @@ class FrameSlot:
     ``send`` (the pipeline's sink call) adds the frame and wakes waiting readers;
     ``stamp_frames`` writes each frame's seq into its corner (tests, benchmarks).
 
-    ``pace`` (a call with voice): each frame is due ``hold_ms()`` after its capture, the
-    ``PACE_PERCENTILE`` of how long the last ``PACE_FRAMES`` frames took to be ready, so
-    the picture leaves at one steady latency and the voice, held back by that latency,
-    stays on the lips; a frame ready later than that is due at once. Without it (no voice)
-    a frame is due when it is ready, the least latency.
+    ``pace`` (a call with voice): each frame is due ``hold_ms()`` after its capture
+    (``pacing.SteadyLatency``), so the picture leaves at one steady latency and the
+    voice, held back by that latency, stays on the lips; a frame ready later than that is
+    due at once. Without it (no voice) a frame is due when it is ready, the least latency.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stamp_frames: bool = False,
@@ -92,7 +90,7 @@ class FrameSlot:
         self._waiters: set[asyncio.Event] = set()
         self.stamp_frames = stamp_frames
         self.pace = pace
-        self.ready_ms: deque[float] = deque(maxlen=PACE_FRAMES)  # capture -> in the slot
+        self.steady = SteadyLatency()  # capture -> in the slot
         self.sent_at: dict[int, int] = {}  # seq -> t_capture_ns, last 512 (stamped runs)
         self.frames_in = 0
         self.closed = False
@@ -110,8 +108,8 @@ class FrameSlot:
         with self._lock:
             self._version += 1
             self._frames.append((self._version, frame))
-            self.ready_ms.append((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
             self.frames_in += 1
+        self.steady.ready((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
 
@@ -121,11 +119,7 @@ class FrameSlot:
 
     def hold_ms(self) -> float:
         """How long after its capture a frame is due (0 without ``pace``)."""
-        with self._lock:
-            ready = sorted(self.ready_ms)
-        if not self.pace or not ready:
-            return 0.0
-        return ready[min(len(ready) - 1, int(len(ready) * PACE_PERCENTILE / 100))]
+        return self.steady.hold_ms() if self.pace else 0.0
 
     def latest(self) -> tuple[int, AvatarFrame | None]:
         with self._lock:
