@@ -10,7 +10,12 @@ the pair the sender played).
   MediaPipe (no smoothing, which would delay it). A display holds each frame until the
   next, so an opening shows at the time of the first frame whose gap is past halfway
   between shut and open (10th and 90th percentiles): resolution one frame, exact for
-  the signal, whose mouth opens in one frame on the instant its burst starts.
+  the signal, whose mouth opens in one frame on the instant its burst starts. An
+  opening counts only if it is held ``HELD_FRAMES`` frames (the signal holds it 0.25 s):
+  on a small received face MediaPipe reads a shut mouth half open for a frame or two
+  now and then (seen at 320x240 on the demo avatar, 0.3-0.4 s before a burst), and such
+  a flicker taken for the onset hid the true one (within ``min_gap_s`` of it) and read
+  as sound 350-420 ms late.
 - Pairs: each sound onset with the nearest mouth onset within half a period; offset =
   sound - picture (positive: the sound comes after the picture).
 """
@@ -28,6 +33,7 @@ from avatar_cam import mesh
 from avatar_cam.audio.chunk import RATE
 
 AHEAD_MS, BEHIND_MS = 30.0, 60.0  # the target: audio at most this far ahead / behind, p95
+HELD_FRAMES = 3  # frames a mouth must stay open to count as an opening
 
 
 def audio_onsets(samples: np.ndarray, times_s: np.ndarray, tone_hz: float = 1000.0,
@@ -87,8 +93,10 @@ def mouth_apertures(frames: Iterable[tuple[float, np.ndarray]]) -> tuple[np.ndar
     return np.asarray(times), np.asarray(gaps)
 
 
-def mouth_onsets(times: np.ndarray, gaps: np.ndarray, min_gap_s: float = 0.5) -> np.ndarray:
-    """Times (s) of the first frame of each opening (see the module docstring)."""
+def mouth_onsets(times: np.ndarray, gaps: np.ndarray, min_gap_s: float = 0.5,
+                 held: int = HELD_FRAMES) -> np.ndarray:
+    """Times (s) of the first frame of each opening held ``held`` frames (see the module
+    docstring)."""
     ok = np.isfinite(gaps)
     if ok.sum() < 10:
         return np.zeros(0)
@@ -100,6 +108,8 @@ def mouth_onsets(times: np.ndarray, gaps: np.ndarray, min_gap_s: float = 0.5) ->
     starts = np.flatnonzero(is_open[1:] & ~is_open[:-1]) + 1
     found: list[float] = []
     for i in starts:
+        if i + held > len(is_open) or not is_open[i:i + held].all():
+            continue  # a flicker, not an opening
         if found and times[i] - found[-1] < min_gap_s:
             continue
         found.append(float(times[i]))

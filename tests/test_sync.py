@@ -134,3 +134,17 @@ def test_silence_or_a_still_face_gives_no_pairs_not_an_error() -> None:
     assert len(sm.mouth_onsets(np.arange(60) / 30.0, still)) == 0
     got = sm.summarise(sm.pair(np.zeros(0), np.asarray([1.0]), 1.0), 5)
     assert got == {"pairs": 0, "expected": 5}
+
+
+def test_a_flicker_of_the_mouth_before_an_opening_is_not_taken_for_it() -> None:
+    """MediaPipe on a small received face reads a shut mouth half open for a frame or
+    two now and then; taken for the onset, such a flicker hid the true opening 0.4 s
+    later (within the half period) and read as sound 0.4 s late."""
+    times = np.arange(90) / 30.0
+    gaps = np.full(90, 0.002)
+    gaps[[20, 26, 27]] = 0.08  # flickers: one frame, then two
+    gaps[32:40] = 0.12  # the opening, held 8 frames (0.27 s)
+    gaps[62:70] = 0.12
+    got = sm.mouth_onsets(times, gaps)
+    assert np.allclose(got, [32 / 30.0, 62 / 30.0])
+    assert np.allclose(sm.mouth_onsets(times, gaps, held=1), [20 / 30.0, 62 / 30.0])
