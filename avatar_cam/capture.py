@@ -7,7 +7,12 @@ A finite source signals its normal end with ``pipeline.SourceEndedError``.
 
 Sources take keyword-only ``clock`` and ``sleep`` (default ``time.monotonic`` and
 ``time.sleep``) used for pacing and reconnect backoff, so tests can run seconds of
-schedule in no time. ``Frame.t_capture_ns`` is always ``time.monotonic_ns()``.
+schedule in no time. ``Frame.t_capture_ns`` is on ``time.monotonic_ns()``'s clock: a
+camera's frame is stamped when it is read; a paced file's or synthetic clip's frame at
+its due time, however late the read (a slow decode or a busy core is latency, not a
+later picture: stamped at its read, a frame read two periods late left two periods
+late, and the sound of a microphone file paced from the clip's first frame, which knows
+nothing of that, met the lips up to two periods early).
 """
 
 from __future__ import annotations
@@ -93,9 +98,11 @@ class Source:
         return self._size
 
     def _frame(self, image: np.ndarray, truth: np.ndarray | None = None,
-               placeholder: bool = False) -> Frame:
-        frame = Frame(seq=self._seq, t_capture_ns=time.monotonic_ns(), image=image,
-                      truth=truth, placeholder=placeholder)
+               placeholder: bool = False, late_s: float = 0.0) -> Frame:
+        """The next frame, stamped now less ``late_s`` (how late a paced read came)."""
+        t_ns = time.monotonic_ns() - round(late_s * 1e9)
+        frame = Frame(seq=self._seq, t_capture_ns=t_ns, image=image, truth=truth,
+                      placeholder=placeholder)
         self._seq += 1
         return frame
 
@@ -295,9 +302,10 @@ class VideoFileSource(Source):
     def read(self) -> Frame:
         self._check_open()
         image = self._next_image()
-        if self.realtime:
-            self._pacer.wait()
-        return self._frame(image)
+        if not self.realtime:
+            return self._frame(image)
+        self._pacer.wait()
+        return self._frame(image, late_s=self._pacer.lateness_s())
 
     def close(self) -> None:
         self._cap.release()
@@ -340,9 +348,10 @@ class SyntheticSource(Source):
             raise SourceEndedError(f"synthetic clip of {self.frames} frames ended")
         points = self.landmarks_at(self._seq)
         image = self._draw(points)
-        if self.realtime:
-            self._pacer.wait()
-        return self._frame(image, truth=points)
+        if not self.realtime:
+            return self._frame(image, truth=points)
+        self._pacer.wait()
+        return self._frame(image, truth=points, late_s=self._pacer.lateness_s())
 
     def _draw(self, points: np.ndarray) -> np.ndarray:
         w, h = self._size

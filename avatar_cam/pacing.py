@@ -91,6 +91,10 @@ class Pacer:
         self._due = due
         self._n += 1
 
+    def lateness_s(self) -> float:
+        """How long ago the frame of the last ``wait()`` was due (0 before any)."""
+        return 0.0 if self._due is None else max(0.0, self._clock() - self._due)
+
     def sent(self) -> None:
         """The frame ``wait()`` was for went out only now (its reader waited for it after
         the slot): the lateness rule applies to this moment, so the next frame keeps its

@@ -91,6 +91,26 @@ def test_video_file_reads_every_frame_then_ends(video: Path) -> None:
     assert np.all(np.diff(means) > 5)
 
 
+def test_a_paced_file_frame_read_late_is_stamped_at_its_due_time(video: Path) -> None:
+    """A slow decode or a busy core is latency, not a later picture: frame 1 of a 30 fps
+    file read 0.2 s after frame 0 (due 1/30 s after it) carries the instant it was due,
+    which is where a microphone file paced from frame 0 has the same moment."""
+    clock = FakeClock()
+    with VideoFileSource(video, clock=clock, sleep=clock.sleep) as src:
+        src.read()
+        clock.advance(0.2)
+        before = time.monotonic_ns()
+        late = src.read()
+        after = time.monotonic_ns()
+        next_one = src.read()  # frame 2 is overdue too: it goes at once, stamped its due
+        after_next = time.monotonic_ns()
+    due_ago_ns = round((0.2 - 1 / 30) * 1e9)
+    assert before - due_ago_ns <= late.t_capture_ns <= after - due_ago_ns
+    period_ns = round(1e9 / 30)
+    spacing = next_one.t_capture_ns - late.t_capture_ns
+    assert period_ns - 1 <= spacing <= period_ns + (after_next - before)
+
+
 def test_video_file_loops(video: Path) -> None:
     with VideoFileSource(video, realtime=False, loop=True) as src:
         frames = [src.read() for _ in range(2 * N_FRAMES + 5)]
