@@ -115,6 +115,40 @@ def test_voice_goes_out_from_a_late_start_on_a_busy_event_loop(tmp_path: Path) -
     assert packets == voice.counts["rtp_packets"]
 
 
+def test_held_back_voice_leaves_at_its_due_time_not_at_the_next_read(tmp_path: Path
+                                                                      ) -> None:
+    """Sound held back 30 ms after its capture: a chunk (20 ms, complete 20 ms after its
+    first sample) is due 10 ms after the read that brought it. Released only at reads, each
+    went at the next read, 10 ms late, every one; released on time, it goes then."""
+    import asyncio
+
+    from avatar_cam.webrtc.voice import MicTrack, VoiceOut
+
+    put_ns: list[int] = []
+
+    class StampedTrack(MicTrack):
+        def put(self, packet: object) -> None:
+            if packet is not None:
+                put_ns.append(time.monotonic_ns())
+            super().put(packet)  # type: ignore[arg-type]
+
+    mic = open_mic("file:" + str(write_wav(tmp_path / "a.wav", tone(1.0))))
+    voice = VoiceOut(mic, 32, lambda: 30.0)
+    voice.tracks.add(StampedTrack())
+    t0 = time.monotonic_ns()
+
+    async def main() -> None:
+        voice.start(t0)
+        await voice.run()
+
+    asyncio.run(main())
+    voice.close()
+    assert len(put_ns) == 50 == voice.counts["rtp_packets"]
+    late_ms = [(t - t0) / 1e6 - 20 * k - 30 for k, t in enumerate(put_ns)]
+    assert min(late_ms) >= 0  # never before it is due
+    assert float(np.median(late_ms)) < 5.0, late_ms
+
+
 def test_file_mic_resamples_any_rate_and_layout_and_loops(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "b.wav", tone(0.2, 1000.0, rate=22050), rate=22050,
                      channels=2)

@@ -44,6 +44,12 @@ class DelayLine:
             old = self.chunks.popleft()
             self.overflow_ms += 1000 * len(old.samples) / RATE
 
+    def next_due_ns(self) -> int | None:
+        """When the oldest chunk held is due (None: none is held)."""
+        if not self.chunks:
+            return None
+        return self.chunks[0].t_capture_ns + round(self.current_ms() * 1e6)
+
     def due(self, now_ns: int) -> list[AudioChunk]:
         delay_ns = self.current_ms() * 1e6
         out: list[AudioChunk] = []

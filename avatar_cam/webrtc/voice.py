@@ -46,6 +46,7 @@ CHUNK_MS = 1000 * CHUNK // RATE  # 20
 TRACK_QUEUE = 25  # Opus packets (0.5 s) a slow peer may lag before the oldest go
 PLAYOUT_MAX_MS = 1000  # bundled voice kept ahead of the picture at most
 RESYNC_MS = 150  # the picture clock jumped (a new playout delay): start over from it
+RELEASE_POLL_S = 0.01  # the longest the held-back voice waits before its delay is re-read
 SLEW = 0.02  # of the voice clock's gap to the picture's, per 10 ms tick (~0.5 s to follow)
 
 
@@ -111,7 +112,10 @@ class VoiceOut:
         self.mic.start(t0_ns)
 
     async def run(self) -> None:
-        """Read the microphone until it ends or ``stop``."""
+        """Read the microphone until it ends or ``stop``; the held-back sound leaves at its
+        due time (``_release``), not at the next read: released at reads, a chunk left up
+        to a chunk (20 ms) late, 13 ms on average (measured on loopback)."""
+        release = asyncio.ensure_future(self._release())
         try:
             while not self._stopped:
                 chunks: list[AudioChunk] = await workers().run(read_backlog, self.mic)
@@ -121,11 +125,30 @@ class VoiceOut:
                 for chunk in chunks:
                     self._to_landmarks(chunk)
                     self.delay.push(chunk)
-                for due in self.delay.due(time.monotonic_ns()):
-                    self._to_rtp(due)
+                self._send_due()  # a backlog that came late goes at once
+            while not self._stopped and self.delay.next_due_ns() is not None:
+                await asyncio.sleep(RELEASE_POLL_S)  # the microphone ended: the rest goes
         finally:
+            release.cancel()
+            await asyncio.gather(release, return_exceptions=True)
             for track in list(self.tracks):
                 track.put(None)
+
+    async def _release(self) -> None:
+        """Hand each held-back chunk to the RTP peers when it is due (the delay is read
+        live, so a wait is at most ``RELEASE_POLL_S``)."""
+        while True:
+            now = self._send_due()
+            wait_ns = self.delay.next_due_ns()
+            wait_s = RELEASE_POLL_S if wait_ns is None else (wait_ns - now) / 1e9
+            await asyncio.sleep(min(max(wait_s, 0.0), RELEASE_POLL_S))
+
+    def _send_due(self) -> int:
+        """What of the held-back sound is due now to the RTP peers; returns that now."""
+        now = time.monotonic_ns()
+        for due in self.delay.due(now):
+            self._to_rtp(due)
+        return now
 
     def stop(self) -> None:
         self._stopped = True
