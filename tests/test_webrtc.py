@@ -72,10 +72,10 @@ def test_video_call_both_ways_frames_and_latency(person: Person) -> None:
     assert r["a"]["frames_received"] >= 45 and r["b"]["frames_received"] >= 45
     assert r["size"] == OUT  # the sender's frames, at their size
     # Frames are handed on at their last packet, not a frame later (aiortc's default).
-    # and voice waits for one packet, not four (aiortc's default); video asks again only
-    # for what the sender can still resend.
+    # and voice goes on as it arrives, not four packets later (aiortc's default); video
+    # asks again only for what the sender can still resend.
     assert r["buffers"] == [("video", "MarkerJitterBuffer", "HorizonNacks"),
-                            ("audio", "JitterBuffer", "NoneType")]
+                            ("audio", "VoiceJitterBuffer", "NoneType")]
     # Every received frame carries the number stamped at the sender: match them up.
     assert len(r["lat"]) >= 0.9 * r["stamped"]
     lat = np.array(r["lat"])
@@ -510,6 +510,52 @@ def test_a_hole_the_sender_cannot_fill_costs_a_key_frame_not_a_frozen_picture() 
     assert not nacks.add(_rtp(seq + 705, 0, True)) and nacks.missing == set()
     assert nacks.gaps_skipped == 1
     assert nacks.add(_rtp(seq + 707, 0, True)) and nacks.missing == {(seq + 706) % 65536}
+
+
+def test_the_voice_buffer_never_keeps_a_loss_as_lasting_delay() -> None:
+    """Voice is not resent. aiortc's audio buffer waited for 16 packets behind a lost one
+    and kept that backlog, so every later packet played 320 ms late; ours hands a packet
+    on as it comes in order and gives a hole up after HOLE_WAIT packets, so no more than
+    HOLE_WAIT - 1 ever wait, across the wrap of the sequence numbers."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    from avatar_cam.webrtc.rtp_buffer import HOLE_WAIT, VoiceJitterBuffer
+
+    def run(jb: Any, seqs: list[int]) -> list[tuple[int, int | None]]:
+        """(seq added, seq of the frame handed on) per packet."""
+        out = []
+        for s in seqs:
+            frame = jb.add(_rtp(s, 960 * s, True))[1]
+            out.append((s % 65536, None if frame is None else frame.data[0]))
+            if isinstance(jb, VoiceJitterBuffer):  # what waits is bounded after every add
+                assert len(jb.packets) <= HOLE_WAIT - 1
+        return out
+
+    def waits(out: list[tuple[int, int | None]]) -> list[int]:
+        """Per frame handed on, how many packets later than its own it went."""
+        added = {s % 256: i for i, (s, _) in enumerate(out)}
+        return [i - added[got] for i, (_, got) in enumerate(out) if got is not None]
+
+    start = 65530
+    in_order = run(VoiceJitterBuffer(), list(range(start, start + 10)))
+    assert all(got == s % 256 for s, got in in_order)  # each on arrival: no delay at all
+
+    lost = [s for s in range(start, start + 40) if s != start + 5]  # one packet lost
+    jb = VoiceJitterBuffer()
+    out = run(jb, lost)
+    assert sum(got is None for _, got in out) == HOLE_WAIT - 1 and jb.skipped == 1
+    assert max(waits(out)) == waits(out)[-1] == HOLE_WAIT - 1  # bounded: not 16
+    assert jb.add(_rtp(start + 5, 0, True))[1] is None and jb.late == 1  # came too late
+    assert waits(run(JitterBuffer(capacity=16, prefetch=1), lost))[-1] >= 14  # aiortc's
+
+    # Reordered: a packet a little late still goes on in order (2); one later than
+    # HOLE_WAIT packets is given up (5), and the wait stays bounded.
+    jb = VoiceJitterBuffer()
+    out = run(jb, [1, 3, 2, 4, 6, 7, 8, 9, 5, 10, 11, 12])
+    assert [g for _, g in out if g is not None] == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+    assert jb.late == 1 and jb.skipped == 1
+    # An outage: a packet far ahead starts the buffer over at once.
+    assert jb.add(_rtp(500, 0, True))[1] is not None
 
 
 def test_a_paced_slot_sends_each_frame_at_one_steady_latency_after_its_capture() -> None:

@@ -23,22 +23,21 @@ from .bundle import Bundler
 from .codec import LandmarkEncoder
 from .model_share import Outgoing
 from .options import PeerOptions, workers
-from .rtp_buffer import AUDIO_PREFETCH
 from .tracks import AvatarVideoTrack, FrameSlot, LandmarkTap
-from .voice import CHUNK_MS, VoiceOut
+from .voice import VoiceOut
 
 if TYPE_CHECKING:
     from ..live import FrameSource, LiveOptions
 
 MAX_LANDMARK_BACKLOG = 4096  # bytes queued on a channel beyond which packets are stale
-# Voice reaches the peer this much after a paced picture: the picture still has its VP8
-# encode and the peer's decode ahead of it (3-5 ms at 320x240 on loopback here, more for
-# larger frames on a busy machine), and sound a little late is far less noticed than
-# sound early (ITU-R BT.1359: about -125 / +45 ms; the target is -30 / +60 ms). The peer's
-# audio jitter buffer holds AUDIO_PREFETCH packets the picture does not wait for, so the
-# voice leaves that much sooner (measured: release to play 28-30 ms, of which 20 ms is
-# that packet; before, with 25 ms on top of the hold, sound came 50-65 ms after the lips).
-VOICE_AFTER_MS = 25.0
+# Voice leaves this much after a paced picture's due time. Measured on loopback, a chunk
+# then sounds about 28 ms after it left (Opus encode, framing and decode at the peer)
+# while the picture shows 3-5 ms after it left
+# (VP8 at 320x240; more for larger frames on a busy machine): the sound comes about
+# 25 ms after the lips, where a frame readied later than the hold (shown up to a frame
+# late) still leaves it in the target (-30 / +60 ms; ITU-R BT.1359 puts detectability at
+# about +45 / -125). At 25 ms the sound came about 50 ms after the lips.
+VOICE_AFTER_MS = 5.0
 
 
 class LocalAvatar:
@@ -127,11 +126,11 @@ class LocalAvatar:
     def send_latency_ms(self) -> float:
         """How long after its capture the voice leaves. Paced: the slot's hold (each frame
         is due then, so voice and picture move together when it changes), plus
-        ``VOICE_AFTER_MS``, less what the peer's audio buffer holds. Unpaced: capture to
+        ``VOICE_AFTER_MS``. Unpaced: capture to
         the video encoder (median of the tracks' last frames), or the pipeline's latency
         (landmarks)."""
         if self.slot is not None and self.slot.pace and self.slot.steady.measured:
-            return self.slot.hold_ms() + VOICE_AFTER_MS - AUDIO_PREFETCH * CHUNK_MS
+            return self.slot.hold_ms() + VOICE_AFTER_MS
         recent = [x for track in list(self.video_tracks) for x in track.latencies_ms]
         return median_ms(recent) if recent else self.latency_p50_ms()
 

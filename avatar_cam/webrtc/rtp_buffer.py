@@ -8,8 +8,11 @@ buffer of its own (no state borrowed from aiortc's class) with the interface aio
 receiver calls: ``add(packet) -> (pli_needed, frame or None)``.
 
 Its audio jitter buffer waits for 4 more packets (80 ms of 20 ms Opus packets) before it
-hands one on, which would leave the voice behind the picture; ``AUDIO_PREFETCH`` packets
-is what a receiving avatar-cam keeps, and ``voice.VoiceIn`` counts them as its own delay.
+hands one on, which would leave the voice behind the picture, and behind a lost packet
+(voice is not resent) it waits for 16 and keeps that backlog for good: one loss and the
+voice plays 300 ms late from then on. ``VoiceJitterBuffer`` hands a packet on when it
+arrives in order and gives a hole up after ``HOLE_WAIT`` packets (the delay it adds:
+none on a clean link, at most 40 ms).
 
 Loss is repaired within the sender's retransmission history (aiortc keeps the last
 ``RTP_HISTORY_SIZE`` = 128 packets): a hole further back than that can never be filled,
@@ -40,8 +43,8 @@ RECEIVER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x's private names
 RECEIVER_NACKS = "_RTCRtpReceiver__nack_generator"
 SEQ_MOD = 1 << 16
 HORIZON = RTP_HISTORY_SIZE  # packets the sender can still resend
-AUDIO_PREFETCH = 1  # packets an audio frame waits for (aiortc: 4)
-AUDIO_CAPACITY = 16  # aiortc's own
+AUDIO_CAPACITY = 16  # aiortc's own: a packet further ahead starts the voice buffer over
+HOLE_WAIT = 3  # later voice packets in before a hole is given up as lost (60 ms)
 
 
 def payload_of(packet: Any) -> bytes:
@@ -131,10 +134,64 @@ class HorizonNacks(NackGenerator):
         return bool(super().add(packet))
 
 
+class VoiceJitterBuffer:
+    """RTP voice packets -> Opus frames, at most one a packet (aiortc's receiver takes one
+    frame per ``add``), in order, with a bounded delay.
+
+    A packet goes on as soon as every packet before it has: on a clean link each goes on
+    the moment it arrives. Voice is not resent, so a hole is given up once ``HOLE_WAIT``
+    later packets wait behind it (the decoder starts from the next; counted in
+    ``skipped``), and so at most ``HOLE_WAIT - 1`` packets ever wait: one out per packet
+    in, a backlog never drains by itself, and this one is bounded at 40 ms. aiortc's
+    buffer waited for 16 packets behind every hole and kept that backlog: after one lost
+    packet every later one played 300 ms late.
+    """
+
+    def __init__(self, capacity: int = AUDIO_CAPACITY) -> None:
+        self._cap = capacity
+        self.origin: int | None = None  # sequence number of the next packet to hand on
+        self.packets: dict[int, Any] = {}
+        self.skipped = 0  # packets given up as lost
+        self.late = 0  # packets that came after they were given up
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        seq = int(packet.sequence_number)
+        if self.origin is None:
+            self.origin = seq
+        ahead = (seq - self.origin) % SEQ_MOD
+        if ahead >= SEQ_MOD // 2:  # older than what went on: given up or a duplicate
+            self.late += 1
+            return False, None
+        if ahead >= self._cap:  # far ahead (an outage): start over from this packet
+            self.skipped += ahead
+            self.packets.clear()
+            self.origin = seq
+        self.packets[seq] = packet
+        if self.origin not in self.packets and len(self.packets) >= HOLE_WAIT:
+            self._skip_to_oldest()
+        return False, self._take() if self.origin in self.packets else None
+
+    def _skip_to_oldest(self) -> None:
+        assert self.origin is not None
+        origin = self.origin
+        gap = min((s - origin) % SEQ_MOD for s in self.packets)
+        self.skipped += gap
+        self.origin = (origin + gap) % SEQ_MOD
+
+    def _take(self) -> JitterFrame:
+        assert self.origin is not None
+        packet = self.packets.pop(self.origin)
+        self.origin = (self.origin + 1) % SEQ_MOD
+        return JitterFrame(payload_of(packet), packet.timestamp)
+
+
 def fast_frames(pc: Any) -> dict[str, int]:
     """Give each video receiver of ``pc`` a MarkerJitterBuffer of ``HORIZON`` packets and
-    ``HorizonNacks``, and each audio receiver an aiortc buffer that waits for
-    ``AUDIO_PREFETCH`` packets; how many of each."""
+    ``HorizonNacks``, and each audio receiver a ``VoiceJitterBuffer``; how many of each."""
     done = {"video": 0, "audio": 0}
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
@@ -147,8 +204,7 @@ def fast_frames(pc: Any) -> dict[str, int]:
             setattr(receiver, RECEIVER_BUFFER, MarkerJitterBuffer(HORIZON, is_video=True))
             setattr(receiver, RECEIVER_NACKS, HorizonNacks(HORIZON))
         elif transceiver.kind == "audio":
-            setattr(receiver, RECEIVER_BUFFER,
-                    AiortcJitterBuffer(capacity=AUDIO_CAPACITY, prefetch=AUDIO_PREFETCH))
+            setattr(receiver, RECEIVER_BUFFER, VoiceJitterBuffer(AUDIO_CAPACITY))
         else:
             continue
         done[transceiver.kind] += 1

@@ -38,7 +38,6 @@ from ..audio.delay import DelayLine
 from ..audio.mic import read_backlog
 from ..audio.opus import OpusDecoder, OpusEncoder
 from .options import workers
-from .rtp_buffer import AUDIO_PREFETCH
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +177,15 @@ class VoiceOut:
 
 class VoiceIn:
     """A peer's RTP voice track -> the outputs, held back by what the local video path
-    adds (``video_extra_ms``: decode and hand-off to the sink, measured live) less what
-    the audio jitter buffer already holds (``AUDIO_PREFETCH`` packets of the length that
-    arrives)."""
+    adds (``video_extra_ms``: decode and hand-off to the sink, measured live); the voice's
+    own buffer (``rtp_buffer.VoiceJitterBuffer``) hands each packet on as it arrives on a
+    clean link."""
 
     def __init__(self, track: MediaStreamTrack, outputs: list[Any],
                  video_extra_ms: Callable[[], float]) -> None:
         self.track = track
         self.outputs = outputs
         self.video_extra_ms = video_extra_ms
-        self.packet_ms = float(CHUNK_MS)
         self.delay = DelayLine(self.extra_ms)
         self.resample = MonoResampler()
         self.counts: Counter[str] = Counter()
@@ -200,8 +198,6 @@ class VoiceIn:
                 return
             now = time.monotonic_ns()
             self.counts["frames_in"] += 1
-            if isinstance(frame, av.AudioFrame) and frame.sample_rate:
-                self.packet_ms = 1000 * frame.samples / frame.sample_rate
             samples = self.resample(frame)  # type: ignore[arg-type]
             if len(samples):
                 self.delay.push(AudioChunk(samples, now))
@@ -212,7 +208,7 @@ class VoiceIn:
 
 
     def extra_ms(self) -> float:
-        return max(0.0, self.video_extra_ms() - AUDIO_PREFETCH * self.packet_ms)
+        return max(0.0, self.video_extra_ms())
 
 
 async def play(outputs: list[Any], samples: np.ndarray, counts: Counter[str]) -> None:
