@@ -16,6 +16,7 @@ from avatar_cam import capture
 from avatar_cam.pacing import MAX_LAG_S, SEND_CREDIT, Pacer, send_pacer
 from avatar_cam.person import load_person
 from avatar_cam.webrtc.basis import load_basis
+from avatar_cam.webrtc.enroll import basis_for
 from avatar_cam.webrtc.receive import JitterSource, LandmarkReceiver
 
 T0 = 100.0
@@ -174,9 +175,9 @@ def test_bad_rates_are_refused_with_the_value(fps: float, max_lag_s: float) -> N
 
 @pytest.fixture(scope="module")
 def receiver() -> LandmarkReceiver:
-    basis = load_basis(load_person("demo").folder)
-    assert basis is not None
-    return LandmarkReceiver(basis)
+    person = load_person("demo")
+    assert load_basis(person.folder) is not None
+    return LandmarkReceiver(basis_for(person.neutral, person.crop_size, person.folder))
 
 
 def test_jitter_source_is_paced_by_the_shared_rule(receiver: LandmarkReceiver) -> None:
@@ -196,3 +197,19 @@ def test_jitter_source_is_paced_by_the_shared_rule(receiver: LandmarkReceiver) -
     assert seqs == list(range(6))
     assert sorted(source.shown) == seqs
     source.close()
+
+
+def test_a_stalled_stream_eases_to_the_senders_resting_face(receiver: LandmarkReceiver
+                                                            ) -> None:
+    """The sender's adapter rests on the photo's face with its open mouth taken out (the
+    basis a call codes with is recentred on it); a receiver that eased a stall to the
+    photo's own face opened the demo avatar's mouth on every stall (0.16 of its width),
+    a mouth moving with no sound."""
+    from avatar_cam.expression import mouth_opening, resting_face
+
+    basis = receiver.basis
+    rest = resting_face(basis.neutral)
+    eased = basis.synthesize(receiver.buffer.neutral)
+    assert mouth_opening(basis.neutral) > 0.05  # the demo photo's lips are apart
+    assert abs(mouth_opening(eased) - mouth_opening(rest)) < 0.01
+    assert mouth_opening(eased) < 0.1 * mouth_opening(basis.neutral)

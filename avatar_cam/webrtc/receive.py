@@ -25,6 +25,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 
 from ..compose import Compositor, make_layout
+from ..expression import resting_face
 from ..framing import Framer, Placement
 from ..live import LiveOptions, label_for
 from ..pacing import Clock, Pacer, Sleep, SteadyLatency
@@ -90,7 +91,11 @@ class LandmarkReceiver:
     def __init__(self, basis: ExpressionBasis, config: PlayoutConfig | None = None) -> None:
         self.basis = basis
         self.decoder = LandmarkDecoder(basis)
-        self.buffer = JitterBuffer(basis.analyze(basis.neutral), config)
+        # What a stalled stream eases to: the face the sender's adapter rests on (the
+        # photo's smile or open mouth taken out), not the photo's. Easing to the photo's,
+        # the demo avatar's mouth opened on every stall with no sound to go with it.
+        self.rest = resting_face(basis.neutral)
+        self.buffer = JitterBuffer(basis.analyze(self.rest), config)
         self._lock = threading.Lock()
         self.arrivals: dict[int, int] = {}  # sender t_ms -> arrival ns (last 4096)
 
@@ -276,7 +281,7 @@ def build_receiver(receiver: LandmarkReceiver, look: Look, sink: object, fps: fl
     ``on_shown`` hears which sender instant each frame shows (``ShownSink``)."""
     basis = receiver.basis
     source = JitterSource(receiver, fps)
-    adapter = PassThrough(basis.neutral, basis.size)
+    adapter = PassThrough(receiver.rest, basis.size)
     out = ShownSink(sink, source, on_shown) if on_shown is not None else sink
     return Pipeline(source, None, adapter, look, look, out,  # type: ignore[arg-type]
                     fps=fps, frames=frames, pace=True, framer=look)
