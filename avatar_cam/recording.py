@@ -46,7 +46,11 @@ from .audio.chunk import RATE, check_samples
 
 RENDERING = 2.0  # a feed this many times faster than real time is rendered, not shown
 TICKS = 90_000  # picture timestamps per second (the MPEG clock: 3000 a frame at 30 fps)
-SNAP_MS = 20.0  # a gap in the sound longer than this is kept as silence
+# A gap in the sound longer than this is kept as silence, a shorter one closed up. At
+# 20 ms, hand-offs a little late on a loaded call left silences that what came on time
+# then queued behind: the file's sound ran 19 ms later than played (60 s loopback lip
+# sync p50 +50 ms against +31); at 40, the same as AHEAD_MS, +1 and +6 in two runs.
+SNAP_MS = 40.0
 # Sound queued this far behind its hand-off time is dropped. At 100 ms every hand-off a
 # little late ratcheted the file's sound later for good (each gap is silence, and what
 # came on time after it queued behind): a 60 s loopback call's file had the sound 55 ms
