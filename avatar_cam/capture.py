@@ -106,6 +106,14 @@ class Source:
         self._seq += 1
         return frame
 
+    def _paced_frame(self, pacer: Pacer | None, image: np.ndarray,
+                     truth: np.ndarray | None = None) -> Frame:
+        """The next frame; with ``pacer``, once it is due, stamped at its due time."""
+        if pacer is None:
+            return self._frame(image, truth=truth)
+        pacer.wait()
+        return self._frame(image, truth=truth, late_s=pacer.lateness_s())
+
     def read(self) -> Frame:
         raise NotImplementedError
 
@@ -301,11 +309,7 @@ class VideoFileSource(Source):
 
     def read(self) -> Frame:
         self._check_open()
-        image = self._next_image()
-        if not self.realtime:
-            return self._frame(image)
-        self._pacer.wait()
-        return self._frame(image, late_s=self._pacer.lateness_s())
+        return self._paced_frame(self._pacer if self.realtime else None, self._next_image())
 
     def close(self) -> None:
         self._cap.release()
@@ -347,11 +351,8 @@ class SyntheticSource(Source):
         if self.frames is not None and self._seq >= self.frames:
             raise SourceEndedError(f"synthetic clip of {self.frames} frames ended")
         points = self.landmarks_at(self._seq)
-        image = self._draw(points)
-        if not self.realtime:
-            return self._frame(image, truth=points)
-        self._pacer.wait()
-        return self._frame(image, truth=points, late_s=self._pacer.lateness_s())
+        return self._paced_frame(self._pacer if self.realtime else None, self._draw(points),
+                                 truth=points)
 
     def _draw(self, points: np.ndarray) -> np.ndarray:
         w, h = self._size

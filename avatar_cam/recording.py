@@ -49,12 +49,14 @@ TICKS = 90_000  # picture timestamps per second (the MPEG clock: 3000 a frame at
 # A gap in the sound longer than this is kept as silence, a shorter one closed up. At
 # 20 ms, hand-offs a little late on a loaded call left silences that what came on time
 # then queued behind: the file's sound ran 19 ms later than played (60 s loopback lip
-# sync p50 +50 ms against +31); at 40, the same as AHEAD_MS, +1 and +6 in two runs.
+# sync p50 +50 ms against +31); at 40, the same as AHEAD_MS, +1, +6, +8 and +20 in four
+# runs, though in a landmark-only run the file's sound came 11 ms before it was played.
 SNAP_MS = 40.0
 # Sound queued this far behind its hand-off time is dropped. At 100 ms every hand-off a
 # little late ratcheted the file's sound later for good (each gap is silence, and what
 # came on time after it queued behind): a 60 s loopback call's file had the sound 55 ms
-# later than it was played (lip sync p50 +80 ms against +26 as played); at 40 ms, +4.
+# later than it was played (lip sync p50 +80 ms against +26 as played); at 40 ms, +4
+# (with SNAP_MS at 20).
 AHEAD_MS = 40.0
 AAC_BITRATE = 96_000  # mono voice
 WRITE_ERRORS = (OSError, av.error.FFmpegError)  # what writing a file can raise

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 MAX_LANDMARK_BACKLOG = 4096  # bytes queued on a channel beyond which packets are stale
 # Voice leaves this much after a paced picture's due time. Measured on loopback, a chunk
 # then sounds about 28 ms after it left (Opus encode, framing and decode at the peer)
-# while the picture shows 3-5 ms after it left
-# (VP8 at 320x240; more for larger frames on a busy machine): the sound comes about
-# 25 ms after the lips, where a frame readied later than the hold (shown up to a frame
-# late) still leaves it in the target (-30 / +60 ms; ITU-R BT.1359 puts detectability at
-# about +45 / -125). At 25 ms the sound came about 50 ms after the lips.
+# while the picture shows 3-5 ms after it left (VP8 at 320x240; more for larger frames
+# on a busy machine): the sound comes about 30 ms after the lips, where a frame readied
+# later than the hold (shown up to a frame late) still leaves it in the target (-30 /
+# +60 ms; ITU-R BT.1359 puts detectability at about +45 / -125). At 25 ms the sound came
+# about 50 ms after the lips.
 VOICE_AFTER_MS = 5.0
 
 

@@ -52,7 +52,38 @@ def payload_of(packet: Any) -> bytes:
     return bytes(packet._data)
 
 
-class MarkerJitterBuffer:
+class _SequenceWindow:
+    """The packets of one RTP stream from ``origin`` (the oldest still wanted) up to
+    ``capacity`` ahead of it, by sequence number (16 bits, wrapping)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._cap = capacity
+        self.origin: int | None = None  # sequence number of the oldest packet wanted
+        self.packets: dict[int, Any] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self._cap
+
+    def _admit(self, packet: Any) -> int | None:
+        """Keep ``packet``: None if it is older than ``origin`` (late or a duplicate: not
+        kept), else how many packets a restart jumped (one ``capacity`` or more ahead:
+        the window starts over from it), 0 without one."""
+        seq = int(packet.sequence_number)
+        if self.origin is None:
+            self.origin = seq
+        ahead = (seq - self.origin) % SEQ_MOD
+        if ahead >= SEQ_MOD // 2:
+            return None
+        jumped = 0
+        if ahead >= self._cap:
+            self.packets.clear()
+            self.origin, jumped = seq, ahead
+        self.packets[seq] = packet
+        return jumped
+
+
+class MarkerJitterBuffer(_SequenceWindow):
     """RTP packets -> complete frames, a frame as soon as its marker packet is in.
 
     A frame is complete when every packet from the oldest kept one up to a marker packet
@@ -62,29 +93,14 @@ class MarkerJitterBuffer:
     """
 
     def __init__(self, capacity: int = HORIZON, is_video: bool = True) -> None:
-        self._cap = capacity
+        super().__init__(capacity)
         self.is_video = is_video
-        self.origin: int | None = None  # sequence number of the oldest packet kept
-        self.packets: dict[int, Any] = {}
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        seq = int(packet.sequence_number)
-        pli = False
-        if self.origin is None:
-            self.origin = seq
-        delta = (seq - self.origin) % SEQ_MOD
-        if delta >= SEQ_MOD // 2:  # older than what we kept: late or duplicate
+        jumped = self._admit(packet)
+        if jumped is None:
             return False, None
-        if delta >= self._cap:  # far ahead: start over from this packet
-            self.packets.clear()
-            self.origin = seq
-            pli = self.is_video
-        self.packets[seq] = packet
-        return pli, self._complete()
+        return self.is_video and jumped > 0, self._complete()
 
     def _complete(self) -> JitterFrame | None:
         assert self.origin is not None
@@ -134,7 +150,7 @@ class HorizonNacks(NackGenerator):
         return bool(super().add(packet))
 
 
-class VoiceJitterBuffer:
+class VoiceJitterBuffer(_SequenceWindow):
     """RTP voice packets -> Opus frames, at most one a packet (aiortc's receiver takes one
     frame per ``add``), in order, with a bounded delay.
 
@@ -148,29 +164,16 @@ class VoiceJitterBuffer:
     """
 
     def __init__(self, capacity: int = AUDIO_CAPACITY) -> None:
-        self._cap = capacity
-        self.origin: int | None = None  # sequence number of the next packet to hand on
-        self.packets: dict[int, Any] = {}
+        super().__init__(capacity)  # origin: the next packet to hand on
         self.skipped = 0  # packets given up as lost
-        self.late = 0  # packets that came after they were given up
-
-    @property
-    def capacity(self) -> int:
-        return self._cap
+        self.late = 0  # packets that came after they were given up (or twice)
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        seq = int(packet.sequence_number)
-        if self.origin is None:
-            self.origin = seq
-        ahead = (seq - self.origin) % SEQ_MOD
-        if ahead >= SEQ_MOD // 2:  # older than what went on: given up or a duplicate
+        jumped = self._admit(packet)
+        if jumped is None:
             self.late += 1
             return False, None
-        if ahead >= self._cap:  # far ahead (an outage): start over from this packet
-            self.skipped += ahead
-            self.packets.clear()
-            self.origin = seq
-        self.packets[seq] = packet
+        self.skipped += jumped  # an outage: the buffer started over
         if self.origin not in self.packets and len(self.packets) >= HOLE_WAIT:
             self._skip_to_oldest()
         return False, self._take() if self.origin in self.packets else None

@@ -185,8 +185,7 @@ class VoiceIn:
                  video_extra_ms: Callable[[], float]) -> None:
         self.track = track
         self.outputs = outputs
-        self.video_extra_ms = video_extra_ms
-        self.delay = DelayLine(self.extra_ms)
+        self.delay = DelayLine(video_extra_ms)  # (a negative delay counts as none)
         self.resample = MonoResampler()
         self.counts: Counter[str] = Counter()
 
@@ -205,10 +204,6 @@ class VoiceIn:
             if due:  # one hand-off for all that is due: see ``play``
                 await play(self.outputs, np.concatenate([c.samples for c in due]),
                            self.counts)
-
-
-    def extra_ms(self) -> float:
-        return max(0.0, self.video_extra_ms())
 
 
 async def play(outputs: list[Any], samples: np.ndarray, counts: Counter[str]) -> None:
